@@ -1,0 +1,1 @@
+"""Offline training, evaluation and ONNX export of VAEs for the model repository."""

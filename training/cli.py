@@ -1,0 +1,182 @@
+"""Command line: train, evaluate, export, baselines, build (all of them in a row), report."""
+
+import argparse
+import dataclasses
+import json
+import sys
+from pathlib import Path
+
+from training.config import DataConfig, ModelConfig, TrainConfig
+from training.presets import PRESETS, Preset
+
+
+def _ints(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+
+
+MODEL_FLAGS = {  # flag -> (ModelConfig field, type, help)
+    "--data-shape": ("data_shape", _ints, "shape of one data point, e.g. 1,8,8 (files: reshapes each row)"),
+    "--latent-dim": ("latent_dim", int, "latent dimensions"),
+    "--hidden": ("hidden", _ints, "hidden widths of the encoder; the decoder mirrors them, e.g. 256,256"),
+    "--activation": ("activation", str, "relu, elu or silu"),
+    "--likelihood": ("likelihood", str, "bernoulli or gaussian"),
+    "--gaussian-variance": ("gaussian_variance", str, "conditional (a function of z) or per_output"),
+}
+TRAIN_FLAGS = {
+    "--epochs": ("epochs", int, "epochs of training"),
+    "--batch-size": ("batch_size", int, "mini-batch size"),
+    "--lr": ("learning_rate", float, "Adam learning rate"),
+    "--lr-schedule": ("lr_schedule", str, "constant, or cosine decay to 0 at the last epoch"),
+    "--weight-decay": ("weight_decay", float, "Adam weight decay"),
+    "--seed": ("seed", int, "seed of initialisation and every random draw"),
+    "--objective": ("objective", str, "elbo or iwae (importance-weighted bound)"),
+    "--beta": ("beta", float, "weight of the KL term"),
+    "--warmup-epochs": ("warmup_epochs", int, "KL weight rises linearly from 0 to beta over these epochs"),
+    "--free-bits": ("free_bits", float, "nats per latent dimension below which KL is not penalised"),
+    "--iw-samples": ("iw_samples", int, "k of the importance-weighted bound"),
+    "--val-fraction": ("val_fraction", float, "share of the training rows held out to pick the checkpoint"),
+    "--eval-every": ("eval_every", int, "epochs between validation scores"),
+    "--patience": ("patience", int, "stop after this many validation scores without gain (0: never)"),
+}
+
+
+def _add_config_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--preset", choices=sorted(PRESETS), help="start from a shipped model's recipe")
+    parser.add_argument("--dataset", help="digits, digits-binary, or a .npy/.npz/.csv file of rows")
+    parser.add_argument("--test-file", help="a separate test file (else 25%% of the rows, random_state 0)")
+    parser.add_argument("--key", help="array name inside an .npz file")
+    for flags in (MODEL_FLAGS, TRAIN_FLAGS):
+        for flag, (_, kind, text) in flags.items():
+            parser.add_argument(flag, type=kind, help=text)
+
+
+def _configs(args: argparse.Namespace) -> tuple[str, DataConfig, ModelConfig, TrainConfig]:
+    """Preset (if any) overridden by the flags that were given."""
+    preset: Preset | None = PRESETS.get(args.preset) if args.preset else None
+    if preset is None and not args.dataset:
+        raise ValueError("name the data with --dataset (or start from a --preset)")
+    data = preset.data if preset else DataConfig(args.dataset)
+    if args.dataset or args.test_file or args.key or args.data_shape:
+        data = DataConfig(args.dataset or data.source, args.data_shape, args.key, args.test_file)
+    model_overrides = {f: getattr(args, flag[2:].replace("-", "_")) for flag, (f, _, _) in MODEL_FLAGS.items()}
+    model_overrides = {k: v for k, v in model_overrides.items() if v is not None}
+    train_overrides = {f: getattr(args, flag[2:].replace("-", "_")) for flag, (f, _, _) in TRAIN_FLAGS.items()}
+    train_overrides = {k: v for k, v in train_overrides.items() if v is not None}
+    if preset:
+        model = dataclasses.replace(preset.model, **model_overrides)
+        train = dataclasses.replace(preset.train, **train_overrides)
+    else:
+        model = ModelConfig(**{"data_shape": (1,), **model_overrides})
+        train = TrainConfig(**train_overrides)
+    name = args.preset or Path(data.source).stem
+    return name, data, model, train
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    from training.pipeline import run_training
+
+    name, data, model, train = _configs(args)
+    checkpoint = run_training(data, model, train, Path(args.checkpoint or f"runs/{name}.pt"), args.resume)
+    print(f"best validation log-likelihood {checkpoint.best_score:.3f} nats at epoch {checkpoint.best_epoch}")
+
+
+def cmd_evaluate(args: argparse.Namespace) -> None:
+    from training.pipeline import run_evaluation
+
+    metrics = run_evaluation(Path(args.checkpoint), args.k, args.seed)
+    print(json.dumps({k: v for k, v in metrics.items() if k != "kl_per_dim"}, indent=2))
+
+
+def cmd_baselines(args: argparse.Namespace) -> None:
+    from training.pipeline import run_baselines
+
+    _, data, model, train = _configs(args)
+    for score in run_baselines(data, model, train):
+        print(f"{score['name']:<40} {score['test_loglik']:10.3f}  ({score['chosen']})")
+
+
+def cmd_export(args: argparse.Namespace) -> None:
+    from training.pipeline import run_export
+
+    path = run_export(Path(args.checkpoint), Path(args.repository), args.name, args.version, args.force)
+    print(f"exported {path}")
+
+
+def cmd_build(args: argparse.Namespace) -> None:
+    from training.pipeline import run_baselines, run_evaluation, run_export, run_training
+
+    name, data, model, train = _configs(args)
+    checkpoint_path = Path(args.checkpoint or f"runs/{name}.pt")
+    run_training(data, model, train, checkpoint_path, args.resume)
+    metrics = run_evaluation(checkpoint_path, args.k, 0)
+    run_baselines(data, model, train, checkpoint_path)
+    path = run_export(checkpoint_path, Path(args.repository), args.name or name, args.version, args.force)
+    print(f"test log-likelihood {metrics['test_loglik']:.3f} nats (K={args.k}); exported {path}")
+
+
+def cmd_report(args: argparse.Namespace) -> None:
+    from training.report import write_report
+
+    print(write_report(Path(args.repository), Path(args.output), Path(args.readme) if args.readme else None))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m training", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    train = commands.add_parser("train", help="train a VAE, checkpointing every epoch")
+    _add_config_flags(train)
+    train.add_argument("--checkpoint", help="checkpoint path (default runs/<name>.pt)")
+    train.add_argument("--resume", action="store_true", help="continue from --checkpoint")
+    train.set_defaults(handler=cmd_train)
+
+    evaluate = commands.add_parser("evaluate", help="test ELBO, log p(x) by importance sampling, KL, active units")
+    evaluate.add_argument("--checkpoint", required=True)
+    evaluate.add_argument("--k", type=int, default=5000, help="importance samples per test point")
+    evaluate.add_argument("--seed", type=int, default=0)
+    evaluate.set_defaults(handler=cmd_evaluate)
+
+    baselines = commands.add_parser("baselines", help="PPCA, Gaussian mixtures, Bernoulli mixtures on the same split")
+    _add_config_flags(baselines)
+    baselines.set_defaults(handler=cmd_baselines)
+
+    export = commands.add_parser("export", help="write encoder.onnx, decoder.onnx, manifest.json")
+    export.add_argument("--checkpoint", required=True)
+    for command in (export,):
+        command.add_argument("--repository", default="models", help="model repository folder")
+        command.add_argument("--name", required=True, help="model name, [a-z0-9][a-z0-9._-]{0,63}")
+        command.add_argument("--version", type=int, default=1)
+        command.add_argument("--force", action="store_true", help="replace an existing version")
+    export.set_defaults(handler=cmd_export)
+
+    build = commands.add_parser("build", help="train, evaluate, baselines and export in one go")
+    _add_config_flags(build)
+    build.add_argument("--checkpoint", help="checkpoint path (default runs/<name>.pt)")
+    build.add_argument("--resume", action="store_true", help="continue training from --checkpoint")
+    build.add_argument("--k", type=int, default=5000, help="importance samples per test point")
+    build.add_argument("--repository", default="models", help="model repository folder")
+    build.add_argument("--name", help="model name (default: the preset's or the data file's)")
+    build.add_argument("--version", type=int, default=1)
+    build.add_argument("--force", action="store_true", help="replace an existing version")
+    build.set_defaults(handler=cmd_build)
+
+    report = commands.add_parser("report", help="the results table of every model in a repository")
+    report.add_argument("--repository", default="models")
+    report.add_argument("--output", default="docs/RESULTS.md")
+    report.add_argument("--readme", help="also refresh the table between the results markers in this file")
+    report.set_defaults(handler=cmd_report)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    from training.export import ExportError
+
+    args = build_parser().parse_args(argv)
+    try:
+        args.handler(args)
+    except (ValueError, ExportError) as exc:  # DataError, CheckpointError and config errors are ValueErrors
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)

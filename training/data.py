@@ -1,0 +1,146 @@
+"""Data sets: the built-in 8x8 digits (continuous and binary) and the user's own files.
+
+Protocol for the built-in sets (README, "Evaluation protocol"):
+    X = load_digits().data; X_train, X_test = train_test_split(X, test_size=0.25, random_state=0)
+    digits:        x = (pixel + u) / 17, u ~ U(0, 1), fresh each epoch; test u from default_rng(0)
+    digits-binary: x = (pixel >= 8)
+The validation split is carved from X_train (random_state 0) and never touches X_test.
+"""
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from sklearn.model_selection import train_test_split
+
+from training.config import DataConfig, Likelihood
+
+DIGITS_LEVELS = 17  # pixel values are the integers 0..16
+BUILTIN = ("digits", "digits-binary")
+
+
+class DataError(ValueError):
+    """Data that cannot be used: unreadable, empty, non-finite or out of range."""
+
+
+@dataclass(frozen=True)
+class Dataset:
+    name: str
+    train: np.ndarray  # (N, *data_shape) float32, before dequantisation
+    test: np.ndarray  # (M, *data_shape) float32, ready to score
+    dequantize_levels: int | None = None  # when set, observe() adds U(0,1) noise and divides by this
+
+    @property
+    def data_shape(self) -> tuple[int, ...]:
+        return tuple(self.train.shape[1:])
+
+    def observe(self, raw: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """What the model sees of `raw`: dequantised with noise from `rng`, or `raw` itself."""
+        if self.dequantize_levels is None:
+            return raw
+        noise = rng.uniform(size=raw.shape)
+        return ((raw + noise) / self.dequantize_levels).astype(np.float32)
+
+    def split_validation(self, fraction: float) -> tuple[np.ndarray, np.ndarray]:
+        """(training rows before dequantisation, validation rows ready to score); fixed by random_state 0."""
+        if len(self.train) < 4:
+            raise DataError(f"{self.name}: {len(self.train)} training rows; at least 4 are needed")
+        train_raw, val_raw = train_test_split(self.train, test_size=fraction, random_state=0)
+        return train_raw, self.observe(val_raw, np.random.default_rng(1))
+
+
+def load_dataset(config: DataConfig, likelihood: Likelihood) -> Dataset:
+    """Load and check the data named by `config` for a model with this likelihood."""
+    if config.source in BUILTIN:
+        dataset = _load_digits(binary=config.source == "digits-binary")
+    else:
+        rows = _read_rows(Path(config.source), config.key, config.data_shape)
+        if config.test_source is not None:
+            test = _read_rows(Path(config.test_source), config.key, config.data_shape)
+            if test.shape[1:] != rows.shape[1:]:
+                raise DataError(f"{config.test_source}: rows of shape {test.shape[1:]}, training rows are {rows.shape[1:]}")
+        else:
+            rows, test = train_test_split(rows, test_size=0.25, random_state=0)
+        dataset = Dataset(name=Path(config.source).stem, train=rows, test=test)
+    check_values(dataset.train, likelihood, "training data")
+    check_values(dataset.test, likelihood, "test data")
+    return dataset
+
+
+def check_values(x: np.ndarray, likelihood: Likelihood, what: str) -> None:
+    if x.size == 0:
+        raise DataError(f"{what} is empty")
+    if not np.all(np.isfinite(x)):
+        bad = int(np.sum(~np.isfinite(x)))
+        raise DataError(f"{what} has {bad} NaN or infinite values; remove or impute them")
+    if likelihood == "bernoulli" and (x.min() < 0 or x.max() > 1):
+        raise DataError(
+            f"{what} has values in [{x.min():g}, {x.max():g}]; a Bernoulli likelihood needs [0, 1] "
+            "(binarise or rescale the data, or use --likelihood gaussian)"
+        )
+
+
+def _load_digits(binary: bool) -> Dataset:
+    from sklearn.datasets import load_digits
+
+    pixels = load_digits().data
+    pixels_train, pixels_test = train_test_split(pixels, test_size=0.25, random_state=0)
+    if binary:
+        return Dataset(
+            name="digits-binary",
+            train=(pixels_train >= 8).astype(np.float32),
+            test=(pixels_test >= 8).astype(np.float32),
+        )
+    noise = np.random.default_rng(0).uniform(size=pixels_test.shape)
+    return Dataset(
+        name="digits",
+        train=pixels_train.astype(np.float32),
+        test=((pixels_test + noise) / DIGITS_LEVELS).astype(np.float32),
+        dequantize_levels=DIGITS_LEVELS,
+    )
+
+
+def _read_rows(path: Path, key: str | None, data_shape: tuple[int, ...] | None) -> np.ndarray:
+    """(N, *data_shape) float32 from a .npy, .npz or .csv file."""
+    if not path.is_file():
+        raise DataError(f"{path}: no such file")
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".npy":
+            array = np.load(path, allow_pickle=False)
+        elif suffix == ".npz":
+            with np.load(path, allow_pickle=False) as archive:
+                names = list(archive.keys())
+                if key is None and len(names) != 1:
+                    raise DataError(f"{path}: holds arrays {names}; name one with --key")
+                if key is not None and key not in names:
+                    raise DataError(f"{path}: no array {key!r}; it holds {names}")
+                array = archive[key or names[0]]
+        elif suffix == ".csv":
+            array = _read_csv(path)
+        else:
+            raise DataError(f"{path}: unsupported file type {suffix!r}; use .npy, .npz or .csv")
+    except DataError:
+        raise
+    except (OSError, ValueError, EOFError) as exc:
+        raise DataError(f"{path}: could not be read ({exc})") from None
+    if not np.issubdtype(array.dtype, np.number) or np.iscomplexobj(array):
+        raise DataError(f"{path}: holds {array.dtype} values; numbers are needed")
+    if array.ndim == 0 or len(array) == 0:
+        raise DataError(f"{path}: is empty (no rows)")
+    if array.ndim == 1:
+        array = array[:, None]  # N scalar data points
+    if data_shape is not None:
+        per_row = int(np.prod(array.shape[1:]))
+        if per_row != int(np.prod(data_shape)):
+            raise DataError(f"{path}: rows have {per_row} values, which cannot take data shape {list(data_shape)}")
+        array = array.reshape(len(array), *data_shape)
+    return array.astype(np.float32)
+
+
+def _read_csv(path: Path) -> np.ndarray:
+    try:
+        return np.loadtxt(path, delimiter=",", ndmin=2)
+    except ValueError:
+        # One header line is allowed; anything else that is not a number is an error.
+        return np.loadtxt(path, delimiter=",", ndmin=2, skiprows=1)

@@ -1,0 +1,186 @@
+"""Export a trained VAE as encoder.onnx + decoder.onnx + manifest.json (format vae-onnx/1).
+
+The graphs are checked against PyTorch in ONNX Runtime before anything is written; the version folder
+is assembled under a temporary name and renamed into place, so a repository never holds half a model.
+"""
+
+import json
+import logging
+import os
+import platform
+import re
+import shutil
+import tempfile
+import warnings
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import torch
+from torch import nn
+
+from modelrepo import FORMAT, check_graphs, load_manifest, sha256_of
+from modelrepo.manifest import NAME_PATTERN
+from training.model import VAE
+
+PARITY_TOLERANCE = 1e-4
+logging.getLogger("torch.onnx").setLevel(logging.ERROR)  # not torchvision-op notices in the user log
+PARITY_BATCH_SIZES = (1, 3, 64)  # several sizes, so a batch size baked into a graph shows up
+
+
+class ExportError(RuntimeError):
+    """The export would not produce a model that keeps the contract."""
+
+
+class EncoderGraph(nn.Module):
+    """x [batch, *data_shape] -> mu [batch, L], logvar [batch, L]."""
+
+    def __init__(self, vae: VAE):
+        super().__init__()
+        self.vae = vae
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.vae.encode(x.flatten(1))
+
+
+class DecoderGraph(nn.Module):
+    """z [batch, L] -> logits, or mean and logvar, each [batch, *data_shape]."""
+
+    def __init__(self, vae: VAE):
+        super().__init__()
+        self.vae = vae
+
+    def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        shape = self.vae.config.data_shape
+        return tuple(p.unflatten(1, shape) for p in self.vae.decode(z))
+
+
+def output_names(vae: VAE) -> list[str]:
+    return ["logits"] if vae.config.likelihood == "bernoulli" else ["mean", "logvar"]
+
+
+def export_model(
+    vae: VAE,
+    repository: Path,
+    name: str,
+    version: int,
+    extra_manifest: dict[str, Any] | None = None,
+    force: bool = False,
+    tolerance: float = PARITY_TOLERANCE,
+) -> Path:
+    """Write <repository>/<name>/<version>/ and return its path."""
+    if not re.fullmatch(NAME_PATTERN, name):
+        raise ExportError(f"model name {name!r} must match {NAME_PATTERN}")
+    if version < 1:
+        raise ExportError(f"version must be a positive integer, got {version}")
+    target = Path(repository) / name / str(version)
+    if target.exists() and not force:
+        raise ExportError(f"{target} exists; pass --force to replace it or choose another version")
+    vae = vae.eval()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{version}.", suffix=".tmp"))
+    try:
+        _write_graph(EncoderGraph(vae), torch.zeros(2, *vae.config.data_shape), "x",
+                     ["mu", "logvar"], staging / "encoder.onnx")
+        _write_graph(DecoderGraph(vae), torch.zeros(2, vae.config.latent_dim), "z",
+                     output_names(vae), staging / "decoder.onnx")
+        parity = check_parity(vae, staging, tolerance)
+        manifest = _manifest(vae, name, version, staging, parity, extra_manifest or {})
+        (staging / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+        # The folder must be named <name>/<version> for load_manifest; check under the final name's parts.
+        check_graphs(_validated(staging, name, version), staging)
+        _move_into_place(staging, target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+def _write_graph(module: nn.Module, example: torch.Tensor, input_name: str, outputs: list[str], path: Path) -> None:
+    batch = torch.export.Dim("batch", min=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        program = torch.onnx.export(
+            module, (example,), dynamo=True, input_names=[input_name], output_names=outputs,
+            dynamic_shapes=({0: batch},), external_data=False, verbose=False,
+        )
+    program.save(str(path), external_data=False)
+    onnx.checker.check_model(str(path), full_check=True)
+
+
+def check_parity(vae: VAE, folder: Path, tolerance: float) -> float:
+    """Largest |ONNX Runtime - PyTorch| over random batches of several sizes; raises above `tolerance`."""
+    rng = np.random.default_rng(0)
+    cases = []
+    for batch in PARITY_BATCH_SIZES:
+        x = rng.uniform(size=(batch, *vae.config.data_shape)).astype(np.float32)
+        z = rng.standard_normal(size=(batch, vae.config.latent_dim)).astype(np.float32)
+        cases += [(folder / "encoder.onnx", EncoderGraph(vae), "x", x), (folder / "decoder.onnx", DecoderGraph(vae), "z", z)]
+    worst = 0.0
+    sessions: dict[Path, ort.InferenceSession] = {}
+    for path, module, input_name, value in cases:
+        if path not in sessions:
+            sessions[path] = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        got = run_onnx(sessions[path], input_name, value)
+        with torch.no_grad():
+            want = [t.numpy() for t in module(torch.from_numpy(value))]
+        for g, w in zip(got, want):
+            if g.shape != w.shape:
+                raise ExportError(f"{path.name}: output shape {g.shape}, PyTorch gives {w.shape}")
+            worst = max(worst, float(np.max(np.abs(g.astype(np.float64) - w))))
+    if not worst <= tolerance:
+        raise ExportError(f"ONNX Runtime differs from PyTorch by {worst:.3g} > {tolerance:g}; nothing was written")
+    return worst
+
+
+def run_onnx(session: ort.InferenceSession, input_name: str, value: np.ndarray) -> list[np.ndarray]:
+    return session.run(None, {input_name: value})
+
+
+def _manifest(vae: VAE, name: str, version: int, folder: Path, parity: float, extra: dict) -> dict:
+    config = vae.config
+    return {
+        "format": FORMAT,
+        "name": name,
+        "version": version,
+        "data_shape": list(config.data_shape),
+        "latent_dim": config.latent_dim,
+        "likelihood": {"type": config.likelihood},
+        "prior": {"type": "standard_normal"},
+        "encoder": "encoder.onnx",
+        "decoder": "decoder.onnx",
+        **extra,
+        "model_config": config.to_dict(),
+        "export": {
+            "parity_max_abs_diff": parity,
+            "parity_tolerance": PARITY_TOLERANCE,
+            "torch": torch.__version__,
+            "onnx": onnx.__version__,
+            "onnxruntime": ort.__version__,
+            "python": platform.python_version(),
+        },
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "sha256": {f: sha256_of(folder / f) for f in ("encoder.onnx", "decoder.onnx")},
+    }
+
+
+def _validated(staging: Path, name: str, version: int):
+    """Validate the staged manifest as if it already lived at <name>/<version>."""
+    with tempfile.TemporaryDirectory() as scratch:
+        probe = Path(scratch) / name / str(version)
+        probe.mkdir(parents=True)
+        for item in staging.iterdir():
+            os.symlink(item.resolve(), probe / item.name)
+        return load_manifest(probe)
+
+
+def _move_into_place(staging: Path, target: Path) -> None:
+    if not target.exists():
+        os.rename(staging, target)
+        return
+    retired = target.with_name(f".{target.name}.old-{os.getpid()}")
+    os.rename(target, retired)
+    os.rename(staging, target)
+    shutil.rmtree(retired, ignore_errors=True)

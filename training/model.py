@@ -1,0 +1,68 @@
+"""The VAE: a pure nn.Module built from a ModelConfig. Scripts own data, devices and checkpoints."""
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from training.config import ModelConfig
+from training.likelihoods import bernoulli_log_prob, gaussian_log_prob
+
+ACTIVATIONS = {"relu": nn.ReLU, "elu": nn.ELU, "silu": nn.SiLU}
+
+
+def mlp(sizes: list[int], activation: str) -> nn.Sequential:
+    """Linear layers of the given widths with `activation` between them (none after the last)."""
+    layers: list[nn.Module] = []
+    for i, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+        layers.append(nn.Linear(fan_in, fan_out))
+        if i < len(sizes) - 2:
+            layers.append(ACTIVATIONS[activation]())
+    return nn.Sequential(*layers)
+
+
+class VAE(nn.Module):
+    """q(z|x) = N(mu, diag(exp(logvar))), p(z) = N(0, I), p(x|z) Bernoulli or Gaussian per element.
+
+    The module works on flat data x (N, D); the exported graphs reshape to and from data_shape.
+    """
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.config = config
+        data_dim, latent = math.prod(config.data_shape), config.latent_dim
+        hidden = list(config.hidden)
+        self.encoder = mlp([data_dim, *hidden, 2 * latent], config.activation)
+        heads = 2 if config.likelihood == "gaussian" and config.gaussian_variance == "conditional" else 1
+        self.decoder = mlp([latent, *reversed(hidden), heads * data_dim], config.activation)
+        if config.likelihood == "gaussian" and config.gaussian_variance == "per_output":
+            self.output_logvar = nn.Parameter(torch.zeros(data_dim))
+
+    @property
+    def data_dim(self) -> int:
+        return math.prod(self.config.data_shape)
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """x (N, D) -> mu (N, L), logvar (N, L)."""
+        mu, logvar = self.encoder(x).chunk(2, dim=-1)
+        return mu, logvar
+
+    def decode(self, z: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """z (..., L) -> (logits,) for Bernoulli or (mean, logvar) for Gaussian, each (..., D)."""
+        out = self.decoder(z)
+        if self.config.likelihood == "bernoulli":
+            return (out,)
+        if self.config.gaussian_variance == "per_output":
+            mean, raw_logvar = out, self.output_logvar.expand_as(out)
+        else:
+            mean, raw_logvar = out.chunk(2, dim=-1)
+        floor = self.config.min_logvar
+        return mean, floor + F.softplus(raw_logvar - floor)
+
+    def log_px_given_z(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """log p(x|z): x (..., D) broadcast against z (..., L) -> (...)."""
+        params = self.decode(z)
+        if self.config.likelihood == "bernoulli":
+            return bernoulli_log_prob(x, *params)
+        return gaussian_log_prob(x, *params)

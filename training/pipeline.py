@@ -1,0 +1,88 @@
+"""The steps the CLI runs, each reading and writing files beside the checkpoint.
+
+    runs/<name>.pt                 checkpoint (configs, weights, history)
+    runs/<name>.pt.metrics.json    evaluate: test metrics
+    runs/<name>.pt.baselines.json  baselines: classical models on the same split
+Export gathers all three into manifest.json.
+"""
+
+import dataclasses
+import json
+import os
+import tempfile
+from pathlib import Path
+
+from training.checkpoint import load_checkpoint
+from training.config import DataConfig, ModelConfig, TrainConfig
+from training.data import load_dataset
+
+
+def sidecar(checkpoint_path: Path, kind: str) -> Path:
+    return checkpoint_path.with_name(f"{checkpoint_path.name}.{kind}.json")
+
+
+def write_json_atomic(path: Path, value: object) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(fd, "w") as handle:
+        json.dump(value, handle, indent=2)
+        handle.write("\n")
+    os.replace(tmp, path)
+
+
+def run_training(data: DataConfig, model: ModelConfig, train: TrainConfig, checkpoint_path: Path, resume: bool):
+    from training.train import train as train_model
+
+    dataset = load_dataset(data, model.likelihood)
+    model = dataclasses.replace(model, data_shape=dataset.data_shape)  # the data (reshaped by --data-shape) decides
+    return train_model(dataset, data, model, train, checkpoint_path, resume=resume)
+
+
+def run_evaluation(checkpoint_path: Path, k: int, seed: int) -> dict:
+    from training.evaluate import evaluate
+
+    if k < 1:
+        raise ValueError(f"--k must be >= 1, got {k}")
+    checkpoint = load_checkpoint(checkpoint_path)
+    dataset = load_dataset(checkpoint.data_config, checkpoint.model_config.likelihood)
+    metrics = evaluate(checkpoint.best_model(), dataset.test, k=k, seed=seed)
+    metrics.update(dataset=dataset.name, best_epoch=checkpoint.best_epoch,
+                   best_val_loglik=checkpoint.best_score, n_train=len(dataset.train))
+    write_json_atomic(sidecar(checkpoint_path, "metrics"), metrics)
+    return metrics
+
+
+def run_baselines(data: DataConfig, model: ModelConfig, train: TrainConfig, checkpoint_path: Path | None = None) -> list[dict]:
+    from training.baselines import binary_baselines, continuous_baselines
+
+    dataset = load_dataset(data, model.likelihood)
+    if model.likelihood == "bernoulli":
+        scores = binary_baselines(dataset, train.val_fraction)
+    else:
+        scores = continuous_baselines(dataset, model.latent_dim, train.val_fraction)
+    result = [dataclasses.asdict(s) for s in scores]
+    if checkpoint_path is not None:
+        write_json_atomic(sidecar(checkpoint_path, "baselines"), result)
+    return result
+
+
+def run_export(checkpoint_path: Path, repository: Path, name: str, version: int, force: bool) -> Path:
+    from training.export import export_model
+    from training.presets import PRESETS
+
+    checkpoint = load_checkpoint(checkpoint_path)
+    extra: dict = {"dataset": checkpoint.data_config.to_dict()}
+    preset = PRESETS.get(name)
+    if preset is not None and preset.data == checkpoint.data_config:
+        extra["description"] = preset.description
+    extra["training"] = {
+        "train_config": checkpoint.train_config.to_dict(),
+        "epochs_done": checkpoint.epochs_done,
+        "best_epoch": checkpoint.best_epoch,
+        "best_val_loglik": checkpoint.best_score,
+    }
+    for kind in ("metrics", "baselines"):
+        path = sidecar(checkpoint_path, kind)
+        if path.exists():
+            extra[kind] = json.loads(path.read_text())
+    return export_model(checkpoint.best_model(), repository, name, version, extra, force=force)

@@ -1,0 +1,34 @@
+"""The shipped models' recipes: one preset per model in models/, built with `python -m training build`."""
+
+from dataclasses import dataclass
+
+from training.config import DataConfig, ModelConfig, TrainConfig
+
+
+@dataclass(frozen=True)
+class Preset:
+    description: str
+    data: DataConfig
+    model: ModelConfig
+    train: TrainConfig
+    target_loglik: float | None = None  # what the shipped model must reach on the test split
+
+
+PRESETS = {
+    "digits": Preset(
+        description="8x8 digits, uniformly dequantised to [0, 1] ((pixel + u) / 17); Gaussian decoder.",
+        data=DataConfig("digits"),
+        model=ModelConfig(data_shape=(64,), latent_dim=8, hidden=(256, 256), activation="elu",
+                          likelihood="gaussian"),
+        train=TrainConfig(epochs=300, batch_size=64, learning_rate=1e-3, warmup_epochs=50, eval_every=10),
+        target_loglik=75.0,
+    ),
+    "digits-binary": Preset(
+        description="8x8 digits binarised at pixel >= 8; Bernoulli decoder.",
+        data=DataConfig("digits-binary"),
+        model=ModelConfig(data_shape=(64,), latent_dim=8, hidden=(256, 256), activation="elu",
+                          likelihood="bernoulli"),
+        train=TrainConfig(epochs=300, batch_size=64, learning_rate=1e-3, warmup_epochs=50, eval_every=10),
+        target_loglik=-17.0,
+    ),
+}

@@ -1,0 +1,59 @@
+"""The results table: every model in a repository beside its baselines, from the manifests alone."""
+
+import re
+from pathlib import Path
+
+from modelrepo import ManifestError, load_manifest
+from training.presets import PRESETS
+
+MARKERS = ("<!-- results:start -->", "<!-- results:end -->")
+
+
+def results_markdown(repository: Path) -> str:
+    lines = [
+        "| model | likelihood | latent | test log p(x), K = 5000 | IS std. error | test ELBO | active units | target |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    comparisons = []
+    for folder in sorted(p for p in Path(repository).glob("*/*") if p.is_dir() and not p.name.startswith(".")):
+        try:
+            manifest = load_manifest(folder)
+        except ManifestError:
+            continue
+        metrics = getattr(manifest, "metrics", None) or {}
+        if "test_loglik" not in metrics:
+            continue
+        preset = PRESETS.get(manifest.name)
+        target = f">= {preset.target_loglik:g}" if preset and preset.target_loglik is not None else ""
+        loglik = metrics["test_loglik"]
+        lines.append(
+            f"| {manifest.name}:{manifest.version} | {manifest.likelihood.type} | {manifest.latent_dim} "
+            f"| **{loglik:.2f}** | {metrics['test_loglik_is_stderr']:.3f} | {metrics['test_elbo']:.2f} "
+            f"| {metrics['active_units']} / {manifest.latent_dim} | {target} |"
+        )
+        for baseline in getattr(manifest, "baselines", None) or []:
+            comparisons.append(
+                f"| {manifest.name} | {baseline['name']} | {baseline['chosen']} | {baseline['test_loglik']:.2f} "
+                f"| {loglik - baseline['test_loglik']:+.2f} |"
+            )
+    text = "\n".join(lines)
+    if comparisons:
+        text += "\n\n| data | baseline | chosen on validation | test log p(x) | VAE gain (nats) |\n|---|---|---|---|---|\n"
+        text += "\n".join(comparisons)
+    return text + "\n"
+
+
+def write_report(repository: Path, output: Path, readme: Path | None = None) -> str:
+    table = results_markdown(repository)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(
+        "# Results of the shipped models\n\n"
+        "Mean log-likelihood of the test split in nats per image (higher is better), importance-sampled with "
+        "K = 5000 samples from q(z|x). Split and preprocessing: README, \"Evaluation protocol\". "
+        "Regenerate with `make models`.\n\n" + table
+    )
+    if readme is not None and readme.exists():
+        start, end = MARKERS
+        pattern = re.compile(re.escape(start) + ".*?" + re.escape(end), re.S)
+        readme.write_text(pattern.sub(lambda _: f"{start}\n{table}{end}", readme.read_text()))
+    return table

@@ -1,0 +1,110 @@
+"""The training loop: mini-batch optimisation, validation scoring, best-checkpoint selection, resume.
+
+Every epoch draws its shuffling, dequantisation and reparameterisation noise from generators seeded by
+(seed, epoch), so a run resumed from a checkpoint ends exactly where an uninterrupted run ends.
+"""
+
+import copy
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from training.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from training.config import DataConfig, ModelConfig, TrainConfig
+from training.data import Dataset
+from training.estimators import importance_sampled_loglik
+from training.model import VAE
+from training.objectives import training_loss
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    return int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0])
+
+
+def validation_score(model: VAE, x_val: torch.Tensor, samples: int) -> float:
+    """Mean importance-sampled log-likelihood on the validation rows, with fixed noise."""
+    model.eval()
+    estimate = importance_sampled_loglik(model, x_val, samples, torch.Generator().manual_seed(0))
+    model.train()
+    return float(estimate.loglik.mean())
+
+
+def train(
+    dataset: Dataset,
+    data_config: DataConfig,
+    model_config: ModelConfig,
+    train_config: TrainConfig,
+    checkpoint_path: Path,
+    resume: bool = False,
+    progress: bool = True,
+) -> Checkpoint:
+    """Train, saving `checkpoint_path` after every epoch; with `resume`, continue from it."""
+    torch.manual_seed(train_config.seed)
+    model = VAE(model_config)
+    optimizer = torch.optim.Adam(
+        model.parameters(), lr=train_config.learning_rate, weight_decay=train_config.weight_decay
+    )
+    if resume and Path(checkpoint_path).exists():
+        state = load_checkpoint(checkpoint_path)
+        if (state.model_config, state.train_config, state.data_config) != (model_config, train_config, data_config):
+            raise ValueError(f"{checkpoint_path}: was written with other settings; resume takes the same ones")
+        model.load_state_dict(state.model_state)
+        optimizer.load_state_dict(state.optimizer_state)
+    else:
+        state = Checkpoint(
+            model_config, train_config, data_config, epochs_done=0, model_state={}, optimizer_state={},
+            best_state=copy.deepcopy(model.state_dict()), best_score=-math.inf, best_epoch=0,
+        )
+    flat = lambda a: torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32).reshape(len(a), -1))
+    train_raw, val_x = dataset.split_validation(train_config.val_fraction)
+    val_x = flat(val_x)
+    evaluations_without_gain = _evaluations_without_gain(state)
+    model.train()
+    bar = tqdm(range(state.epochs_done, train_config.epochs), desc="train", unit="epoch",
+               initial=state.epochs_done, total=train_config.epochs, disable=not progress or None)
+    for epoch in bar:
+        if state.finished:
+            break
+        generator = torch.Generator().manual_seed(epoch_seed(train_config.seed, epoch))
+        x_epoch = flat(dataset.observe(train_raw, np.random.default_rng([train_config.seed, epoch])))
+        order = torch.randperm(len(x_epoch), generator=generator)
+        for group in optimizer.param_groups:
+            group["lr"] = train_config.learning_rate_at(epoch)
+        total = 0.0
+        for start in range(0, len(order), train_config.batch_size):
+            batch = x_epoch[order[start : start + train_config.batch_size]]
+            loss = training_loss(model, batch, train_config, epoch, generator)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            total += loss.item() * len(batch)
+        record = {"epoch": epoch + 1, "train_loss": total / len(order)}
+        last = epoch + 1 == train_config.epochs
+        if (epoch + 1) % train_config.eval_every == 0 or last:
+            score = validation_score(model, val_x, train_config.eval_samples)
+            record["val_loglik"] = score
+            if score > state.best_score:
+                state.best_score, state.best_epoch = score, epoch + 1
+                state.best_state = copy.deepcopy(model.state_dict())
+                evaluations_without_gain = 0
+            else:
+                evaluations_without_gain += 1
+            if train_config.patience and evaluations_without_gain >= train_config.patience:
+                state.finished = True
+        state.history.append(record)
+        state.epochs_done = epoch + 1
+        state.finished = state.finished or last
+        state.model_state = model.state_dict()
+        state.optimizer_state = optimizer.state_dict()
+        save_checkpoint(state, checkpoint_path)
+        bar.set_postfix(loss=f"{record['train_loss']:.2f}", best_val=f"{state.best_score:.2f}")
+    return state
+
+
+def _evaluations_without_gain(state: Checkpoint) -> int:
+    scores = [r["val_loglik"] for r in state.history if "val_loglik" in r]
+    best_at = max(range(len(scores)), key=scores.__getitem__, default=-1)
+    return len(scores) - 1 - best_at if scores else 0
