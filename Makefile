@@ -18,7 +18,7 @@ install: $(STAMP)
 models: $(STAMP)
 	$(PY) -m training build --preset digits --repository models --force
 	$(PY) -m training build --preset digits-binary --repository models --force
-	$(PY) -m training report --repository models --output docs/RESULTS.md
+	$(PY) -m training report --repository models --output docs/RESULTS.md --readme README.md
 
 test: $(STAMP)
 	$(PY) -m pytest -q

@@ -14,9 +14,9 @@ from sklearn.mixture import GaussianMixture
 
 from training.data import Dataset
 
-GMM_COMPONENTS = (1, 2, 4, 8, 16, 32)
+GMM_COMPONENTS = (1, 2, 4, 8, 16, 32, 64)
 GMM_REGULARISATION = (1e-4, 1e-3, 1e-2)
-BERNOULLI_MIXTURE_COMPONENTS = (2, 4, 8, 16, 32, 64)
+BERNOULLI_MIXTURE_COMPONENTS = (2, 4, 8, 16, 32, 64, 128, 256)
 
 
 @dataclass(frozen=True)

@@ -25,9 +25,9 @@ def evaluate(
     for start in tqdm(range(0, len(flat), block), desc=f"log p(x), K={k}", unit="block",
                       disable=not progress or None):
         parts.append(importance_sampled_loglik(model, flat[start : start + block], k, generator))
-    loglik = torch.cat([p.loglik for p in parts])
-    stderr = torch.cat([p.stderr for p in parts])
-    elbo = torch.cat([p.elbo for p in parts])
+    loglik = np.concatenate([p.loglik for p in parts])
+    stderr = np.concatenate([p.stderr for p in parts])
+    elbo = np.concatenate([p.elbo for p in parts])
     mu, logvar = model.encode(flat)  # (N, L)
     kl_per_dim = gaussian_kl_per_dim(mu, logvar).double().mean(0)  # (L,)
     posterior_mean_variance = mu.double().var(0, unbiased=True)  # (L,) Cov_x(E_q[z_d])
@@ -37,7 +37,7 @@ def evaluate(
         "n_test": n,
         "test_loglik": float(loglik.mean()),
         # Standard error of the mean estimate from the importance sampling alone, per point combined.
-        "test_loglik_is_stderr": float(torch.sqrt(stderr.square().sum()) / n),
+        "test_loglik_is_stderr": float(np.sqrt(np.square(stderr).sum()) / n),
         "test_loglik_max_point_stderr": float(stderr.max()),
         "test_elbo": float(elbo.mean()),
         "test_kl": float(kl_per_dim.sum()),
