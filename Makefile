@@ -2,26 +2,47 @@
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.installed-stamp
+SERVE_STAMP := $(VENV)/.installed-serve
+DEV_STAMP := $(VENV)/.installed-dev
 
-.PHONY: install models test baselines clean
+.PHONY: install install-serve serve test models openapi bench clean
 
-$(STAMP): pyproject.toml
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[train,dev]'
-	touch $(STAMP)
 
-install: $(STAMP)
+# The service alone: ONNX Runtime, FastAPI, Redis client. No torch.
+$(SERVE_STAMP): pyproject.toml | $(VENV)/bin/python
+	$(PY) -m pip install -q -e .
+	touch $@
+
+# Everything: the service, the training package (torch==2.13.0) and the test tools.
+$(DEV_STAMP): pyproject.toml | $(VENV)/bin/python
+	$(PY) -m pip install -q -e '.[train,dev]'
+	touch $@ $(SERVE_STAMP)
+
+install-serve: $(SERVE_STAMP)
+install: $(DEV_STAMP)
+
+# Serve the model repository (VAE_MODEL_REPOSITORY, default models/) on VAE_HOST:VAE_PORT (127.0.0.1:8000).
+serve: $(SERVE_STAMP)
+	$(PY) -m service
+
+test: $(DEV_STAMP)
+	$(PY) -m pytest -q
 
 # Rebuild the shipped models: train, evaluate (K = 5000) and export each into models/.
-models: $(STAMP)
+models: $(DEV_STAMP)
 	$(PY) -m training build --preset digits --repository models --force
 	$(PY) -m training build --preset digits-binary --repository models --force
 	$(PY) -m training report --repository models --output docs/RESULTS.md --readme README.md
 
-test: $(STAMP)
-	$(PY) -m pytest -q
+# Regenerate openapi/openapi.json from the app.
+openapi: $(SERVE_STAMP)
+	$(PY) -m service.openapi
+
+bench: $(DEV_STAMP)
+	$(PY) bench/serving.py
 
 clean:
 	rm -rf $(VENV) runs

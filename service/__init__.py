@@ -1,0 +1,1 @@
+"""The HTTP service: FastAPI routes over a plain-Python data plane over ONNX Runtime sessions."""

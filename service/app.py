@@ -1,0 +1,76 @@
+"""The ASGI app (`service.app:app`): settings, model loading and the cache at start-up; routers; errors."""
+
+import logging
+from contextlib import asynccontextmanager
+
+from anyio import to_thread
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from service.cache import MemoryCache, RedisCache
+from service.errors import ServiceError
+from service.metrics import Metrics
+from service.middleware import BodySizeLimit, RequestMetrics
+from service.operations import VaeService
+from service.repository import ModelRepository
+from service.responses import ArrayJSONResponse
+from service.routes import encode, health, loglik, models, sample
+from service.runtime import providers_for
+from service.settings import Settings
+
+log = logging.getLogger("service")
+DESCRIPTION = (
+    "Serve Variational Autoencoders: encode data into latents, decode latents, draw samples, and score data "
+    "by its importance-sampled log-likelihood log p(x). Models come from a `vae-onnx/1` repository."
+)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """The app; `settings` default to the environment (VAE_*), read when the app starts."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        current = app.state.settings = settings or Settings()
+        providers = providers_for(current.device)
+        repository = await to_thread.run_sync(
+            ModelRepository, current.model_repository, providers, current.intra_op_threads
+        )
+        if current.redis_url:
+            cache = RedisCache(current.redis_url, current.cache_ttl_s, current.redis_timeout_s, current.redis_retry_s)
+        else:
+            cache = MemoryCache(current.cache_max_entries, current.cache_ttl_s)
+        app.state.service = VaeService(repository, cache, current, app.state.metrics, providers[0])
+        log.info("serving %s from %s on %s, cache: %s", ", ".join(repository.references()) or "no model",
+                 current.model_repository, providers[0], cache.backend)
+        try:
+            yield
+        finally:
+            await cache.close()
+
+    app = FastAPI(title="vae-serve", version="1.0.0", description=DESCRIPTION, lifespan=lifespan,
+                  default_response_class=ArrayJSONResponse)
+    app.state.metrics = Metrics()
+    app.add_middleware(BodySizeLimit)
+    app.add_middleware(RequestMetrics, metrics=app.state.metrics)
+    app.add_exception_handler(ServiceError, _service_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    for module in (encode, sample, loglik, models, health):
+        app.include_router(module.router)
+    return app
+
+
+async def _service_error(_: Request, exc: ServiceError) -> JSONResponse:
+    return JSONResponse({"detail": exc.detail}, status_code=exc.status_code)
+
+
+async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+    """Pydantic's errors as one readable line per field, without echoing the (possibly huge) input."""
+    problems = []
+    for error in exc.errors():
+        location = ".".join(str(p) for p in error["loc"] if p not in ("body", "query"))
+        problems.append(f"{location or 'body'}: {error['msg']}")
+    return JSONResponse({"detail": "; ".join(problems)}, status_code=422)
+
+
+app = create_app()

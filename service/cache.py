@@ -1,0 +1,148 @@
+"""Result cache: Redis when configured, an in-process LRU otherwise. The cache never fails a request.
+
+Keys name the model by the digest of its files, the operation, and a canonical form of the request, so a
+changed model can never be answered from an old entry. Values are the result arrays in .npz form.
+"""
+
+import hashlib
+import json
+import logging
+import struct
+import time
+from typing import Protocol
+
+import cachetools
+import numpy as np
+from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
+
+log = logging.getLogger(__name__)
+KEY_PREFIX = "vae:v1"
+
+
+def cache_key(model_digest: str, operation: str, params: dict, arrays: tuple[np.ndarray, ...] = ()) -> str:
+    digest = hashlib.sha256(model_digest.encode())
+    digest.update(json.dumps([operation, params], sort_keys=True).encode())
+    for array in arrays:
+        digest.update(f"{array.dtype.str}{array.shape}".encode())
+        digest.update(np.ascontiguousarray(array).tobytes())
+    return f"{KEY_PREFIX}:{operation}:{digest.hexdigest()}"
+
+
+def pack(arrays: dict[str, np.ndarray]) -> bytes:
+    """A 4-byte header length, a JSON header {name: [dtype, shape]}, then the raw arrays in order."""
+    arrays = {name: np.ascontiguousarray(a) for name, a in arrays.items()}
+    header = json.dumps({name: [a.dtype.str, list(a.shape)] for name, a in arrays.items()}).encode()
+    return b"".join([struct.pack("<I", len(header)), header, *(a.tobytes() for a in arrays.values())])
+
+
+def unpack(value: bytes) -> dict[str, np.ndarray]:
+    """The inverse of pack; raises ValueError for anything else."""
+    try:
+        (length,) = struct.unpack_from("<I", value)
+        header = json.loads(value[4 : 4 + length])
+        arrays, offset = {}, 4 + length
+        for name, (dtype, shape) in header.items():
+            kind = np.dtype(dtype)
+            if kind.hasobject:
+                raise ValueError("object arrays are not cache values")
+            size = kind.itemsize * int(np.prod(shape))
+            arrays[name] = np.frombuffer(value, dtype=kind, count=int(np.prod(shape)), offset=offset).reshape(shape)
+            offset += size
+    except (struct.error, TypeError, json.JSONDecodeError, AttributeError) as exc:
+        raise ValueError(f"not a cache value: {exc}") from None
+    if offset != len(value):
+        raise ValueError("not a cache value: trailing bytes")
+    return arrays
+
+
+class Cache(Protocol):
+    backend: str
+
+    async def get(self, key: str) -> bytes | None: ...
+    async def set(self, key: str, value: bytes) -> None: ...
+    async def status(self) -> dict: ...
+    async def close(self) -> None: ...
+
+
+class MemoryCache:
+    backend = "memory"
+
+    def __init__(self, max_entries: int, ttl_s: int):
+        self._entries: cachetools.TTLCache = cachetools.TTLCache(maxsize=max_entries, ttl=ttl_s)
+
+    async def get(self, key: str) -> bytes | None:
+        return self._entries.get(key)
+
+    async def set(self, key: str, value: bytes) -> None:
+        self._entries[key] = value
+
+    async def status(self) -> dict:
+        return {"backend": self.backend, "state": "ok", "entries": len(self._entries)}
+
+    async def close(self) -> None:
+        self._entries.clear()
+
+
+class RedisCache:
+    """Every call has a short timeout and no retries; after a failure Redis is skipped for `retry_s`,
+    then tried again, so the service reconnects by itself when Redis returns."""
+
+    backend = "redis"
+
+    def __init__(self, url: str, ttl_s: int, timeout_s: float, retry_s: float):
+        self._client = Redis.from_url(url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s,
+                                      retry=Retry(NoBackoff(), 0))
+        self._ttl_s, self._retry_s = ttl_s, retry_s
+        self._skip_until = 0.0
+        self._error: str | None = None
+
+    async def get(self, key: str) -> bytes | None:
+        if time.monotonic() < self._skip_until:
+            return None
+        try:
+            value = await self._client.get(key)
+        except (RedisError, OSError) as exc:
+            self._failed(exc)
+            return None
+        self._recovered()
+        return value
+
+    async def set(self, key: str, value: bytes) -> None:
+        if time.monotonic() < self._skip_until:
+            return
+        try:
+            await self._client.set(key, value, ex=self._ttl_s)
+        except (RedisError, OSError) as exc:
+            self._failed(exc)
+            return
+        self._recovered()
+
+    async def status(self) -> dict:
+        """Pings Redis now (whatever the back-off says), so readiness reflects the present."""
+        try:
+            await self._client.ping()
+        except (RedisError, OSError) as exc:
+            self._failed(exc)
+        else:
+            self._recovered()
+        state = {"backend": self.backend, "state": "degraded" if self._error else "ok"}
+        if self._error:
+            state["error"] = self._error
+        return state
+
+    async def close(self) -> None:
+        await self._client.aclose()
+
+    def _failed(self, exc: Exception) -> None:
+        if self._error is None:
+            log.warning("Redis unreachable, serving without the cache: %s", exc)
+        self._error = f"{type(exc).__name__}: {exc}"
+        self._skip_until = time.monotonic() + self._retry_s
+
+    def _recovered(self) -> None:
+        if self._error is not None:
+            log.info("Redis reachable again; cache restored")
+        self._error, self._skip_until = None, 0.0

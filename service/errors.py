@@ -1,0 +1,31 @@
+"""Domain errors. Each carries its HTTP status; one handler in the app turns them into responses."""
+
+
+class ServiceError(Exception):
+    status_code = 500
+
+    def __init__(self, detail: str):
+        super().__init__(detail)
+        self.detail = detail
+
+
+class InvalidInput(ServiceError):
+    """The request is well-formed JSON but its values cannot be used."""
+
+    status_code = 422
+
+
+class LimitExceeded(ServiceError):
+    """The request asks for more work than the service's limits allow."""
+
+    status_code = 422
+
+
+class ModelNotFound(ServiceError):
+    status_code = 404
+
+
+class ModelUnavailable(ServiceError):
+    """The model exists in the repository but failed to load."""
+
+    status_code = 503

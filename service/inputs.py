@@ -1,0 +1,61 @@
+"""Turn what a client sent into checked float32 arrays, or a 4xx naming the field and the fix."""
+
+import math
+
+import numpy as np
+
+from service.errors import InvalidInput, LimitExceeded
+
+NUMERIC_KINDS = "biuf"  # bool, int, unsigned, float
+
+
+def parse_batch(values: list, point_shape: tuple[int, ...], field: str, max_batch: int) -> np.ndarray:
+    """A list of points, each nested as point_shape or flat -> (N, *point_shape) float32."""
+    size = math.prod(point_shape)
+    expected = f"{list(point_shape)}" + (f" (or {size} numbers flat)" if len(point_shape) > 1 else "")
+    if not isinstance(values, list) or not values:
+        raise InvalidInput(f"{field}: empty batch; send a list of 1 to {max_batch} points, each {expected}")
+    if len(values) > max_batch:
+        raise LimitExceeded(f"{field}: {len(values)} points; at most {max_batch} per request (VAE_MAX_BATCH)")
+    try:
+        array = np.asarray(values)
+    except (ValueError, TypeError):
+        raise InvalidInput(f"{field}: points are ragged; each point must be numbers nested as {expected}") from None
+    if array.dtype.kind not in NUMERIC_KINDS:
+        raise InvalidInput(f"{field}: must hold only numbers (no strings or nulls), each point nested as {expected}")
+    if array.shape[1:] == point_shape:
+        pass
+    elif array.shape[1:] == (size,):
+        array = array.reshape(len(array), *point_shape)
+    else:
+        raise InvalidInput(f"{field}: each point has shape {list(array.shape[1:])}; this model takes {expected}")
+    with np.errstate(over="ignore"):  # a value beyond float32 becomes inf, refused just below
+        batch = array.astype(np.float32)
+    finite = np.isfinite(batch.reshape(len(batch), -1)).all(axis=1)
+    if not finite.all():
+        first = int(np.argmin(finite))
+        raise InvalidInput(f"{field}[{first}]: holds NaN, infinity, or a number too large for float32; "
+                           "send finite numbers")
+    return batch
+
+
+def check_probability_range(batch: np.ndarray, field: str) -> None:
+    """Bernoulli data must lie in [0, 1]."""
+    inside = ((batch >= 0) & (batch <= 1)).reshape(len(batch), -1).all(axis=1)
+    if not inside.all():
+        first = int(np.argmin(inside))
+        raise InvalidInput(f"{field}[{first}]: this model has a Bernoulli likelihood, so every value must lie in "
+                           "[0, 1]; binarise or rescale the data")
+
+
+def parse_csv_point(text: str, field: str) -> list[float]:
+    """'v1,v2,...' -> one flat data point."""
+    try:
+        return [float(v) for v in text.split(",")]
+    except ValueError:
+        raise InvalidInput(f"{field}: must be comma-separated numbers, e.g. x=0,0.5,1,...") from None
+
+
+def check_limit(value: int, limit: int, field: str, setting: str) -> None:
+    if value > limit:
+        raise LimitExceeded(f"{field}: {value} is over the limit of {limit} ({setting})")

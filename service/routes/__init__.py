@@ -1,0 +1,1 @@
+"""HTTP routes: one module per endpoint group. They parse, call the data plane, and return."""

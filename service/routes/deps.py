@@ -1,0 +1,20 @@
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from service.operations import VaeService
+from service.schemas import ErrorResponse
+
+
+def get_service(request: Request) -> VaeService:
+    return request.app.state.service
+
+
+ServiceDep = Annotated[VaeService, Depends(get_service)]
+
+ERRORS: dict[int | str, dict] = {
+    404: {"model": ErrorResponse, "description": "Unknown model or version."},
+    413: {"model": ErrorResponse, "description": "Request body over VAE_MAX_BODY_BYTES."},
+    422: {"model": ErrorResponse, "description": "A field's value cannot be used; the message names it."},
+    503: {"model": ErrorResponse, "description": "The model exists but failed to load."},
+}

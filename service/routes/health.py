@@ -1,0 +1,35 @@
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse
+
+from service.metrics import CONTENT_TYPE_LATEST
+
+router = APIRouter(tags=["operations"])
+
+
+@router.get("/health/live")
+async def live() -> dict:
+    """The process answers."""
+    return {"status": "alive"}
+
+
+@router.get("/health/ready", responses={503: {"description": "No model is loaded."}})
+async def ready(request: Request) -> JSONResponse:
+    """200 when at least one model serves; reports failed models and the cache backend's state."""
+    service = getattr(request.app.state, "service", None)
+    if service is None:
+        return JSONResponse({"status": "starting"}, status_code=503)
+    repository = service.repository
+    body = {
+        "status": "ready" if repository.loaded else "no model loaded",
+        "models": repository.references(),
+        "failed": {f"{f.name}/{f.version}": f.error for v in repository.failed.values() for f in v.values()},
+        "provider": service.provider,
+        "cache": await service.cache.status(),
+    }
+    return JSONResponse(body, status_code=200 if repository.loaded else 503)
+
+
+@router.get("/metrics")
+async def metrics(request: Request) -> Response:
+    """Prometheus text format."""
+    return Response(request.app.state.metrics.render(), media_type=CONTENT_TYPE_LATEST)

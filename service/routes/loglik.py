@@ -1,0 +1,31 @@
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+
+from service.inputs import parse_csv_point
+from service.responses import ArrayJSONResponse
+from service.routes.deps import ERRORS, ServiceDep
+from service.schemas import MAX_SEED, LoglikPointResponse, LoglikRequest, LoglikResponse
+
+router = APIRouter(tags=["likelihood"], responses=ERRORS)
+
+
+@router.post("/loglik", response_model=LoglikResponse)
+async def score_batch(body: LoglikRequest, service: ServiceDep) -> ArrayJSONResponse:
+    """Importance-sampled log p(x) per point, with its standard error and the ELBO."""
+    model, result = await service.loglik(body.model, body.x, body.k, body.seed)
+    return ArrayJSONResponse({"model": model, "k": body.k, **result})
+
+
+@router.get("/loglik", response_model=LoglikPointResponse)
+async def score_point(
+    service: ServiceDep,
+    x: Annotated[str, Query(description="One data point, flat, comma-separated, in C order.",
+                            examples=["0,1,0,1"])],
+    model: Annotated[str | None, Query(description="'name' or 'name:version'.")] = None,
+    k: Annotated[int, Query(ge=1, description="Importance samples.")] = 1000,
+    seed: Annotated[int, Query(ge=0, le=MAX_SEED, description="Seed of the importance samples.")] = 0,
+) -> ArrayJSONResponse:
+    """log p(x) of one data point sent in the query string."""
+    reference, result = await service.loglik(model, [parse_csv_point(x, "x")], k, seed)
+    return ArrayJSONResponse({"model": reference, "k": k, **{name: value[0] for name, value in result.items()}})

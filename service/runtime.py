@@ -1,0 +1,97 @@
+"""The runtime tier: ONNX Runtime sessions for a model's two graphs, created once at start-up."""
+
+import logging
+from functools import cache
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+from onnx import TensorProto, helper
+
+from modelrepo import Manifest
+
+log = logging.getLogger(__name__)
+
+CUDA, CPU = "CUDAExecutionProvider", "CPUExecutionProvider"
+QUIET = 3  # ONNX Runtime log severity: errors only (4 would hide them as well)
+
+
+class RuntimeMismatch(ValueError):
+    """A graph that loads but does not produce what the contract promises."""
+
+
+@cache
+def cuda_usable() -> bool:
+    """Whether ONNX Runtime can really run on CUDA here (onnxruntime-gpu lists it even without a GPU)."""
+    if CUDA not in ort.get_available_providers():
+        return False
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["x"], ["y"])], "probe",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])],
+    )
+    probe = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9)
+    options = ort.SessionOptions()
+    options.log_severity_level = 4  # the failed CUDA load is expected on CPU machines: keep it out of the log
+    ort.set_default_logger_severity(4)
+    try:
+        session = ort.InferenceSession(probe.SerializeToString(), options, providers=[CUDA, CPU])
+        return session.get_providers()[0] == CUDA
+    except Exception:  # noqa: BLE001 - any failure means: not usable
+        return False
+    finally:
+        ort.set_default_logger_severity(QUIET)
+
+
+def providers_for(device: str) -> list[str]:
+    """Execution providers for the `device` setting; raises when CUDA is demanded and missing."""
+    if device == "cpu":
+        return [CPU]
+    if cuda_usable():
+        return [CUDA, CPU]
+    if device == "cuda":
+        raise RuntimeError("VAE_DEVICE=cuda but ONNX Runtime cannot use CUDA here (no GPU or CUDA libraries)")
+    log.info("CUDA is not usable by ONNX Runtime here; serving on the CPU")
+    return [CPU]
+
+
+class ModelRuntime:
+    """encoder: x [N, *data_shape] -> mu, logvar [N, L]; decoder: z [N, L] -> likelihood parameters."""
+
+    def __init__(self, folder: Path, manifest: Manifest, providers: list[str], threads: int = 0):
+        options = ort.SessionOptions()
+        options.log_severity_level = QUIET
+        options.intra_op_num_threads = threads
+        self.manifest = manifest
+        self.data_shape = tuple(manifest.data_shape)
+        self.latent_dim = manifest.latent_dim
+        self.decoder_outputs = ["logits"] if manifest.likelihood.type == "bernoulli" else ["mean", "logvar"]
+        self.encoder = self._session(folder / manifest.encoder, options, providers)
+        self.decoder = self._session(folder / manifest.decoder, options, providers)
+        self.provider = self.encoder.get_providers()[0]
+        self._smoke_test()
+
+    @staticmethod
+    def _session(path: Path, options: ort.SessionOptions, providers: list[str]) -> ort.InferenceSession:
+        return ort.InferenceSession(str(path), options, providers=providers)
+
+    def encode(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """x (N, *data_shape) float32 -> mu (N, L), logvar (N, L)."""
+        mu, logvar = self.encoder.run(["mu", "logvar"], {"x": x})
+        return mu, logvar
+
+    def decode(self, z: np.ndarray) -> dict[str, np.ndarray]:
+        """z (N, L) float32 -> {"logits"} or {"mean", "logvar"}, each (N, *data_shape)."""
+        return dict(zip(self.decoder_outputs, self.decoder.run(self.decoder_outputs, {"z": z})))
+
+    def _smoke_test(self) -> None:
+        """Run both graphs on two points: shapes the static check could not see fail here, at start-up."""
+        mu, logvar = self.encode(np.zeros((2, *self.data_shape), np.float32))
+        for name, value in (("mu", mu), ("logvar", logvar)):
+            if value.shape != (2, self.latent_dim):
+                raise RuntimeMismatch(f"encoder output '{name}' has shape {list(value.shape)} for a batch of 2, "
+                                      f"expected [2, {self.latent_dim}]")
+        for name, value in self.decode(np.zeros((2, self.latent_dim), np.float32)).items():
+            if value.shape != (2, *self.data_shape):
+                raise RuntimeMismatch(f"decoder output '{name}' has shape {list(value.shape)} for a batch of 2, "
+                                      f"expected [2, {', '.join(map(str, self.data_shape))}]")

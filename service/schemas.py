@@ -1,0 +1,96 @@
+"""Request and response bodies of the HTTP API (shared/CONTRACT.md, section 2)."""
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+MAX_SEED = 2**63 - 1
+ModelField = Field(None, description="'name' (its highest version) or 'name:version'; default: the service's "
+                   "default model.", examples=["digits:1"])
+SeedField = Field(None, ge=0, le=MAX_SEED, description="Seed of the random draws; the same seed gives the same "
+                  "numbers. Without one the draws are fresh and the result is not cached.")
+Batch = Field(..., description="A batch: a list of data points, each nested as the model's data_shape "
+              "(or flat, prod(data_shape) numbers).")
+
+
+class Request(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class EncodeRequest(Request):
+    model: str | None = ModelField
+    x: list[Any] = Batch
+    samples: int = Field(0, ge=0, description="Draws of z ~ q(z|x) per point, returned as z [N][samples][D].")
+    seed: int | None = SeedField
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={
+        "examples": [{"model": "digits", "x": [[0.1] * 64], "samples": 2, "seed": 7}]})
+
+
+class DecodeRequest(Request):
+    model: str | None = ModelField
+    z: list[Any] = Field(..., description="A batch of latent points, [N][latent_dim].")
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={
+        "examples": [{"model": "digits-binary", "z": [[0.0] * 16]}]})
+
+
+class SampleRequest(Request):
+    model: str | None = ModelField
+    n: int = Field(1, ge=1, description="How many draws.")
+    seed: int | None = SeedField
+    temperature: float = Field(1.0, ge=0, le=100, description="Scales the prior's standard deviation.")
+    mode: Literal["mean", "sample"] = Field("mean", description="mean: E[x given z]; sample: x ~ p(x given z).")
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={
+        "examples": [{"model": "digits", "n": 2, "seed": 0, "temperature": 1.0, "mode": "mean"}]})
+
+
+class LoglikRequest(Request):
+    model: str | None = ModelField
+    x: list[Any] = Batch
+    k: int = Field(1000, ge=1, description="Importance samples per data point.")
+    seed: int = Field(0, ge=0, le=MAX_SEED, description="Seed of the importance samples.")
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={
+        "examples": [{"model": "digits-binary", "x": [[0, 1] * 32], "k": 1000, "seed": 0}]})
+
+
+class EncodeResponse(BaseModel):
+    model: str = Field(..., examples=["digits:1"])
+    mu: list[list[float]] = Field(..., description="[N][latent_dim]")
+    logvar: list[list[float]] = Field(..., description="[N][latent_dim]")
+    z: list[list[list[float]]] | None = Field(None, description="[N][samples][latent_dim], when samples > 0.")
+
+
+class DecodeResponse(BaseModel):
+    model: str
+    mean: list[Any] = Field(..., description="E[x given z], [N, *data_shape].")
+    logits: list[Any] | None = Field(None, description="Bernoulli models: [N, *data_shape].")
+    logvar: list[Any] | None = Field(None, description="Gaussian models: [N, *data_shape].")
+
+
+class SampleResponse(BaseModel):
+    model: str
+    z: list[list[float]] = Field(..., description="[n][latent_dim]")
+    x: list[Any] = Field(..., description="[n, *data_shape]")
+
+
+class LoglikResponse(BaseModel):
+    model: str
+    k: int
+    loglik: list[float] = Field(..., description="log p(x) in nats, importance-sampled: [N].")
+    stderr: list[float] = Field(..., description="Delta-method standard error of loglik: [N].")
+    elbo: list[float] = Field(..., description="Mean of the k log-weights: [N].")
+
+
+class LoglikPointResponse(BaseModel):
+    model: str
+    k: int
+    loglik: float
+    stderr: float
+    elbo: float
+
+
+class ErrorResponse(BaseModel):
+    detail: str = Field(..., examples=["k: 20000 is over the limit of 10000 (VAE_MAX_K)"])

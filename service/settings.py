@@ -1,0 +1,53 @@
+"""The service's one settings class. Every field reads from the environment with the VAE_ prefix."""
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="VAE_", env_file=None, extra="forbid")
+
+    model_repository: Path = Field(PROJECT_ROOT / "models", description="Folder of <name>/<version>/ models.")
+    default_model: str = Field("digits", description="Model that answers when a request names none.")
+    device: Literal["auto", "cuda", "cpu"] = Field(
+        "auto", description="auto: CUDA when ONNX Runtime can use it, else CPU; cuda: refuse to start without it."
+    )
+    intra_op_threads: int = Field(0, ge=0, description="ONNX Runtime threads per session; 0 lets it choose.")
+    redis_url: str | None = Field(None, description="redis://host:port/db; unset: an in-process LRU cache.")
+    cache_ttl_s: int = Field(3600, ge=1, description="Lifetime of a cache entry, in seconds.")
+    cache_max_entries: int = Field(4096, ge=1, description="Capacity of the in-process cache.")
+    cache_max_value_bytes: int = Field(8 << 20, ge=1024, description="Larger results are not cached.")
+    redis_timeout_s: float = Field(0.25, gt=0, description="Socket timeout of every Redis call.")
+    redis_retry_s: float = Field(1.0, ge=0, description="After a Redis failure, skip Redis this long.")
+    max_batch: int = Field(1024, ge=1, description="Most data points (or latents) in one request.")
+    max_k: int = Field(10000, ge=1, description="Most importance samples per data point in /loglik.")
+    max_loglik_samples: int = Field(2_000_000, ge=1, description="Most data points x k in one /loglik request.")
+    max_encode_samples: int = Field(1000, ge=0, description="Most latent samples per point in /encode.")
+    max_sample_n: int = Field(1024, ge=1, description="Most draws in one /sample request.")
+    max_body_bytes: int = Field(32 << 20, ge=1024, description="Largest request body, in bytes.")
+    work_elements: int = Field(1 << 22, ge=1024, description="Samples x data values alive at once in /loglik.")
+    host: str = Field("127.0.0.1", description="Address `make serve` binds.")
+    port: int = Field(8000, ge=1, le=65535, description="Port `make serve` binds.")
+    workers: int = Field(1, ge=1, description="Server processes; each loads every model.")
+    log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="Log level.")
+
+    @field_validator("model_repository")
+    @classmethod
+    def _repository_exists(cls, value: Path) -> Path:
+        if not value.is_dir():
+            raise ValueError(f"VAE_MODEL_REPOSITORY={value} is not a folder")
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_scheme(cls, value: str | None) -> str | None:
+        if value in (None, ""):
+            return None
+        if not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError(f"VAE_REDIS_URL must start with redis://, rediss:// or unix://, got {value!r}")
+        return value

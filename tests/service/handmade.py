@@ -1,0 +1,103 @@
+"""Models built by hand with onnx.helper, as a user who never saw training/ would build them."""
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+
+def affine_graph(input_name: str, input_tail: tuple[int, ...], outputs: dict[str, tuple[np.ndarray, np.ndarray, tuple[int, ...]]]) -> onnx.ModelProto:
+    """input [batch, *input_tail] -> for each name: flatten(input) @ W + b, reshaped to [batch, *tail]."""
+    nodes = [helper.make_node("Flatten", [input_name], ["flat"], axis=1)]
+    inits, values = [], []
+    for name, (weight, bias, tail) in outputs.items():
+        inits += [numpy_helper.from_array(weight.astype(np.float32), f"W_{name}"),
+                  numpy_helper.from_array(bias.astype(np.float32), f"b_{name}")]
+        nodes += [helper.make_node("MatMul", ["flat", f"W_{name}"], [f"mm_{name}"])]
+        if len(tail) == 1:
+            nodes.append(helper.make_node("Add", [f"mm_{name}", f"b_{name}"], [name]))
+        else:
+            inits.append(numpy_helper.from_array(np.array([-1, *tail], dtype=np.int64), f"shape_{name}"))
+            nodes += [helper.make_node("Add", [f"mm_{name}", f"b_{name}"], [f"pre_{name}"]),
+                      helper.make_node("Reshape", [f"pre_{name}", f"shape_{name}"], [name])]
+        values.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, ["batch", *tail]))
+    graph = helper.make_graph(nodes, "handmade",
+                              [helper.make_tensor_value_info(input_name, TensorProto.FLOAT, ["batch", *input_tail])],
+                              values, inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9)
+
+
+def write_model(root: Path, name: str, version: int, data_shape: tuple[int, ...], latent_dim: int, likelihood: str,
+                encoder: onnx.ModelProto, decoder: onnx.ModelProto, **extra) -> Path:
+    folder = Path(root) / name / str(version)
+    folder.mkdir(parents=True)
+    onnx.save(encoder, str(folder / "encoder.onnx"))
+    onnx.save(decoder, str(folder / "decoder.onnx"))
+    manifest = {"format": "vae-onnx/1", "name": name, "version": version, "data_shape": list(data_shape),
+                "latent_dim": latent_dim, "likelihood": {"type": likelihood}, "prior": {"type": "standard_normal"},
+                "encoder": "encoder.onnx", "decoder": "decoder.onnx", **extra}
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    return folder
+
+
+class LinearGaussian:
+    """x = W z + b + N(0, s2 I) with the exact posterior as encoder: log p(x) = log N(x; b, W W^T + s2 I)."""
+
+    def __init__(self, data_dim=5, latent_dim=3, noise_var=0.3, seed=7, proposal_shift=0.0, proposal_widen=1.0):
+        rng = np.random.default_rng(seed)
+        q, _ = np.linalg.qr(rng.standard_normal((data_dim, latent_dim)))
+        self.weight = q * np.linspace(2.0, 0.5, latent_dim)  # (D, L), orthogonal columns
+        self.bias = rng.standard_normal(data_dim)
+        self.noise_var = noise_var
+        posterior_var = 1.0 / (1.0 + (self.weight**2).sum(0) / noise_var)  # (L,)
+        encoder_matrix = posterior_var[:, None] * self.weight.T / noise_var  # (L, D)
+        self.encoder = affine_graph("x", (data_dim,), {
+            "mu": (encoder_matrix.T, -encoder_matrix @ self.bias + proposal_shift, (latent_dim,)),
+            "logvar": (np.zeros((data_dim, latent_dim)), np.log(posterior_var * proposal_widen), (latent_dim,)),
+        })
+        self.decoder = affine_graph("z", (latent_dim,), {
+            "mean": (self.weight.T, self.bias, (data_dim,)),
+            "logvar": (np.zeros((latent_dim, data_dim)), np.full(data_dim, math.log(noise_var)), (data_dim,)),
+        })
+        self.data_dim, self.latent_dim = data_dim, latent_dim
+
+    def exact_loglik(self, x: np.ndarray) -> np.ndarray:
+        from scipy import stats
+
+        covariance = self.weight @ self.weight.T + self.noise_var * np.eye(self.data_dim)
+        return stats.multivariate_normal(self.bias, covariance).logpdf(x)
+
+    def write(self, root: Path, name: str = "linear", version: int = 1) -> Path:
+        return write_model(root, name, version, (self.data_dim,), self.latent_dim, "gaussian", self.encoder, self.decoder)
+
+
+class OneDimensionalBernoulli:
+    """logits = a z + c over data_shape [1, 2, 3]; proposal N(0.2, 1.5^2) for every x."""
+
+    data_shape = (1, 2, 3)
+
+    def __init__(self, seed=3):
+        rng = np.random.default_rng(seed)
+        self.slope, self.offset = rng.normal(scale=1.0, size=6), rng.normal(size=6)
+        self.encoder = affine_graph("x", self.data_shape, {
+            "mu": (np.zeros((6, 1)), np.array([0.2]), (1,)),
+            "logvar": (np.zeros((6, 1)), np.array([math.log(1.5**2)]), (1,)),
+        })
+        self.decoder = affine_graph("z", (1,), {"logits": (self.slope[None], self.offset, self.data_shape)})
+
+    def exact_loglik(self, x: np.ndarray) -> np.ndarray:
+        """By adaptive quadrature over z, in float64."""
+        from scipy import integrate, stats
+
+        def joint(z: float, row: np.ndarray) -> float:
+            logits = self.slope * z + self.offset
+            return math.exp((row * logits - np.logaddexp(0, logits)).sum() + stats.norm.logpdf(z))
+
+        rows = x.reshape(len(x), -1)
+        return np.array([math.log(integrate.quad(joint, -12, 12, args=(r,), epsabs=1e-14, limit=200)[0]) for r in rows])
+
+    def write(self, root: Path, name: str = "bern1d", version: int = 1) -> Path:
+        return write_model(root, name, version, self.data_shape, 1, "bernoulli", self.encoder, self.decoder)

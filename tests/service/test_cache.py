@@ -1,0 +1,143 @@
+"""The cache against the real Redis: hits, keys, TTLs, compact values, outages and recovery."""
+
+import json
+import shutil
+import socket
+import subprocess
+import time
+
+import numpy as np
+import pytest
+import redis
+
+from tests.service.handmade import LinearGaussian
+
+REDIS_URL = "redis://127.0.0.1:6379/15"  # a database of its own, flushed by the tests
+REQUEST = {"model": "linear:2", "x": np.random.default_rng(0).standard_normal((8, 5)).tolist(), "k": 500, "seed": 4}
+
+
+@pytest.fixture
+def shared_redis():
+    client = redis.Redis.from_url(REDIS_URL)
+    client.flushdb()
+    yield client
+    client.flushdb()
+    client.close()
+
+
+def counter(client, name, operation):
+    for line in client.get("/metrics").text.splitlines():
+        if line.startswith(f'{name}_total{{operation="{operation}"}}'):
+            return float(line.split()[-1])
+    return 0.0
+
+
+def test_memory_cache_answers_the_same_request_with_the_same_numbers(client):
+    first = client.post("/loglik", json=REQUEST).json()
+    second = client.post("/loglik", json=REQUEST).json()
+    assert first == second
+    assert counter(client, "vae_cache_hits", "loglik") == 1 and counter(client, "vae_cache_misses", "loglik") == 1
+    assert client.get("/health/ready").json()["cache"]["entries"] == 1
+
+
+def test_redis_cache_hits_keys_ttl_and_compact_values(repository, make_client, shared_redis):
+    client = make_client(repository, redis_url=REDIS_URL, cache_ttl_s=120)
+    assert client.get("/health/ready").json()["cache"] == {"backend": "redis", "state": "ok"}
+    computed = client.post("/loglik", json=REQUEST).json()
+    keys = shared_redis.keys("vae:v1:loglik:*")
+    assert len(keys) == 1
+    assert 0 < shared_redis.ttl(keys[0]) <= 120
+    assert len(shared_redis.get(keys[0])) < len(json.dumps(computed))  # binary arrays, not JSON floats
+    cached = client.post("/loglik", json=REQUEST).json()
+    assert cached == computed
+    assert counter(client, "vae_cache_hits", "loglik") == 1
+    # A second service on the same Redis answers from the entry the first one wrote.
+    other = make_client(repository, redis_url=REDIS_URL)
+    assert other.post("/loglik", json=REQUEST).json() == computed
+    assert counter(other, "vae_cache_hits", "loglik") == 1
+    # Everything that is cacheable lands in Redis; what is random (no seed) does not.
+    client.post("/encode", json={"model": "linear:2", "x": REQUEST["x"]})
+    client.post("/encode", json={"model": "linear:2", "x": REQUEST["x"], "samples": 2})
+    client.post("/decode", json={"model": "linear:2", "z": [[0, 0, 0]]})
+    client.post("/sample", json={"model": "linear:2", "n": 3, "seed": 1})
+    client.post("/sample", json={"model": "linear:2", "n": 3})
+    kinds = sorted(k.decode().split(":")[2] for k in shared_redis.keys("vae:v1:*"))
+    assert kinds == ["decode", "encode", "loglik", "sample"]
+
+
+def test_a_changed_model_is_never_answered_from_an_old_entry(repository, make_client, shared_redis):
+    before = make_client(repository, redis_url=REDIS_URL).post("/loglik", json=REQUEST).json()
+    shutil.rmtree(repository / "linear" / "2")
+    LinearGaussian(proposal_shift=0.1, proposal_widen=3.0).write(repository, "linear", 2)  # same name, new files
+    after_client = make_client(repository, redis_url=REDIS_URL)
+    after = after_client.post("/loglik", json=REQUEST).json()
+    assert counter(after_client, "vae_cache_hits", "loglik") == 0
+    assert after["loglik"] != before["loglik"]
+    assert len(shared_redis.keys("vae:v1:loglik:*")) == 2
+
+
+def test_unreachable_redis_degrades_but_every_request_succeeds(repository, make_client):
+    client = make_client(repository, redis_url="redis://127.0.0.1:1/0")
+    for _ in range(2):
+        response = client.post("/loglik", json=REQUEST)
+        assert response.status_code == 200
+    ready = client.get("/health/ready")
+    assert ready.status_code == 200
+    assert ready.json()["cache"]["state"] == "degraded" and "Connection" in ready.json()["cache"]["error"]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def start_redis(port: int) -> subprocess.Popen:
+    server = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                               "--appendonly", "no"], stdout=subprocess.DEVNULL)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            if redis.Redis(port=port).ping():
+                return server
+        except redis.ConnectionError:
+            time.sleep(0.05)
+    server.kill()
+    raise RuntimeError("redis-server did not start")
+
+
+def test_redis_stopped_then_started_again_is_picked_up_by_itself(repository, make_client):
+    port = free_port()
+    server = start_redis(port)
+    try:
+        client = make_client(repository, redis_url=f"redis://127.0.0.1:{port}/0", redis_retry_s=0.2)
+        expected = client.post("/loglik", json=REQUEST).json()
+        assert client.post("/loglik", json=REQUEST).json() == expected  # a hit
+        server.terminate(), server.wait(10)
+        during = client.post("/loglik", json=REQUEST)  # Redis is gone: computed, not cached, still right
+        assert during.status_code == 200 and during.json() == expected
+        assert client.get("/health/ready").json()["cache"]["state"] == "degraded"
+        server = start_redis(port)  # empty: the old entries are gone with the old server
+        time.sleep(0.3)  # past redis_retry_s
+        assert client.get("/health/ready").json()["cache"]["state"] == "ok"
+        assert client.post("/loglik", json=REQUEST).json() == expected  # a miss, stored again
+        assert client.post("/loglik", json=REQUEST).json() == expected  # a hit
+        assert redis.Redis(port=port).dbsize() == 1
+        assert counter(client, "vae_cache_hits", "loglik") == 2  # before the outage and after
+    finally:
+        server.terminate()
+        server.wait(10)
+
+
+def test_cache_values_round_trip_and_garbage_is_refused():
+    from service.cache import pack, unpack
+
+    arrays = {"mu": np.arange(6, dtype=np.float32).reshape(2, 3), "loglik": np.array([-1.5, 2.0]),
+              "z": np.zeros((2, 0, 3), np.float32)}
+    restored = unpack(pack(arrays))
+    assert list(restored) == list(arrays)
+    for name in arrays:
+        assert restored[name].dtype == arrays[name].dtype and np.array_equal(restored[name], arrays[name])
+    for garbage in (b"", b"\x05\x00\x00\x00{bad", pack(arrays) + b"x", b"\x02\x00\x00\x00[]"):
+        with pytest.raises(ValueError):
+            unpack(garbage)

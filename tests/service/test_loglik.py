@@ -1,0 +1,78 @@
+"""POST and GET /loglik against exact answers, on hand-built ONNX models."""
+
+import numpy as np
+import pytest
+
+from tests.service.handmade import LinearGaussian, OneDimensionalBernoulli
+
+
+def test_exact_posterior_gives_the_closed_form_loglik(client):
+    x = np.random.default_rng(1).standard_normal((6, 5)) * 2
+    body = client.post("/loglik", json={"model": "linear:1", "x": x.tolist(), "k": 64}).json()
+    exact = LinearGaussian().exact_loglik(x)
+    assert body["model"] == "linear:1" and body["k"] == 64
+    # Every importance weight equals p(x): the estimate is exact up to float32 graph arithmetic.
+    np.testing.assert_allclose(body["loglik"], exact, atol=2e-4)
+    np.testing.assert_allclose(body["elbo"], exact, atol=2e-4)
+    assert max(body["stderr"]) < 1e-3
+
+
+def test_poor_proposal_converges_within_its_standard_error(client):
+    x = np.random.default_rng(2).standard_normal((4, 5))
+    body = client.post("/loglik", json={"model": "linear:2", "x": x.tolist(), "k": 10000, "seed": 5}).json()
+    error = np.abs(np.array(body["loglik"]) - LinearGaussian().exact_loglik(x))
+    assert np.all(error < 4 * np.array(body["stderr"]) + 1e-3) and np.all(error < 0.05)
+    assert np.all(np.array(body["elbo"]) < np.array(body["loglik"]))
+
+
+def test_one_dimensional_bernoulli_against_quadrature(client):
+    x = np.array([[[[1, 0, 1], [1, 0, 0]]], [[[0, 0, 0], [0, 0, 0]]], [[[1, 1, 1], [1, 1, 1]]]], dtype=float)
+    body = client.post("/loglik", json={"model": "bern1d", "x": x.tolist(), "k": 10000}).json()
+    error = np.abs(np.array(body["loglik"]) - OneDimensionalBernoulli().exact_loglik(x))
+    assert np.all(error < 4 * np.array(body["stderr"]) + 1e-3) and np.all(error < 0.02)
+
+
+def test_flat_points_and_get_agree_with_nested_post(client):
+    point = [1, 0, 1, 1, 0, 0]
+    nested = client.post("/loglik", json={"model": "bern1d", "x": [[[point[:3], point[3:]]]], "k": 300}).json()
+    flat = client.post("/loglik", json={"model": "bern1d", "x": [point], "k": 300}).json()
+    single = client.get("/loglik", params={"model": "bern1d", "x": "1,0,1,1,0,0", "k": 300}).json()
+    assert nested == flat
+    assert single == {"model": "bern1d:1", "k": 300, "loglik": flat["loglik"][0], "stderr": flat["stderr"][0],
+                      "elbo": flat["elbo"][0]}
+
+
+def test_a_point_scores_the_same_alone_anywhere_in_a_batch_and_however_the_work_is_sliced(repository, make_client):
+    x = np.random.default_rng(3).standard_normal((7, 5))
+    wide = make_client(repository)
+    narrow = make_client(repository, work_elements=1024)  # slices of at most ~200 samples
+    request = {"model": "linear:2", "x": x.tolist(), "k": 999, "seed": 11}
+    batch = wide.post("/loglik", json=request).json()
+    sliced = narrow.post("/loglik", json=request).json()
+    np.testing.assert_allclose(sliced["loglik"], batch["loglik"], rtol=1e-12)
+    alone = wide.post("/loglik", json={**request, "x": x[4:5].tolist()}).json()
+    assert np.isclose(alone["loglik"][0], batch["loglik"][4], rtol=1e-12)
+    other_seed = wide.post("/loglik", json={**request, "seed": 12}).json()
+    assert other_seed["loglik"] != batch["loglik"]
+
+
+def test_memory_stays_bounded_for_large_k(repository, make_client):
+    client = make_client(repository, work_elements=2048)
+    runtime = client.app.state.service.repository.loaded["linear"][2].runtime
+    real_decode, rows_seen = runtime.decode, []
+
+    def spy(z):  # the real decoder, recording how many rows each call holds
+        rows_seen.append(len(z))
+        return real_decode(z)
+
+    runtime.decode = spy
+    x = np.zeros((3, 5)).tolist()
+    body = client.post("/loglik", json={"model": "linear:2", "x": x, "k": 5000}).json()
+    assert len(body["loglik"]) == 3
+    assert sum(rows_seen) == 3 * 5000 and max(rows_seen) <= 2048 // 5
+
+
+@pytest.mark.parametrize("k", [1, 7])
+def test_small_k_is_still_a_valid_estimate(client, k):
+    body = client.post("/loglik", json={"model": "linear:1", "x": [[0.0] * 5], "k": k}).json()
+    assert np.isclose(body["loglik"][0], LinearGaussian().exact_loglik(np.zeros((1, 5)))[()], atol=2e-4)
