@@ -29,3 +29,9 @@ class ModelUnavailable(ServiceError):
     """The model exists in the repository but failed to load."""
 
     status_code = 503
+
+
+class ModelRunFailed(ServiceError):
+    """The model's graph raised while running: the model's fault, not the client's."""
+
+    status_code = 500

@@ -3,7 +3,7 @@
 from collections.abc import Callable
 
 import numpy as np
-from anyio import to_thread
+from anyio import CapacityLimiter, to_thread
 
 from service.cache import Cache, cache_key, pack, unpack
 from service.inputs import check_limit, check_probability_range, parse_batch
@@ -25,6 +25,15 @@ class VaeService:
                  provider: str):
         self.repository, self.cache, self.settings, self.metrics = repository, cache, settings, metrics
         self.provider = provider  # the ONNX Runtime execution provider the sessions were asked to use
+        self.compute_slots = CapacityLimiter(settings.compute_slots)  # bounds threads and memory in use
+
+    async def readiness(self) -> tuple[bool, dict]:
+        """Ready when at least one model serves; the report names failed models and the cache's state."""
+        repository = self.repository
+        failed = {f"{f.name}/{f.version}": f.error for versions in repository.failed.values() for f in versions.values()}
+        report = {"status": "ready" if repository.loaded else "no model loaded", "models": repository.references(),
+                  "failed": failed, "provider": self.provider, "cache": await self.cache.status()}
+        return bool(repository.loaded), report
 
     def model(self, reference: str | None) -> LoadedModel:
         return self.repository.resolve(reference, self.settings.default_model)
@@ -39,6 +48,8 @@ class VaeService:
         model = self.model(reference)
         batch = self._data_batch(model, x)
         check_limit(samples, self.settings.max_encode_samples, "samples", "VAE_MAX_ENCODE_SAMPLES")
+        check_limit(len(batch) * samples, self.settings.max_encode_total_samples, "points x samples",
+                    "VAE_MAX_ENCODE_TOTAL_SAMPLES")
 
         def compute() -> Result:
             mu, logvar = model.runtime.encode(batch)
@@ -106,7 +117,7 @@ class VaeService:
                     self.metrics.cache_hits.labels(operation).inc()
                     return result
             self.metrics.cache_misses.labels(operation).inc()
-        result = await to_thread.run_sync(compute)
+        result = await to_thread.run_sync(compute, limiter=self.compute_slots)
         if key is not None:
             value = pack(result)
             if len(value) <= self.settings.cache_max_value_bytes:

@@ -9,6 +9,7 @@ import onnxruntime as ort
 from onnx import TensorProto, helper
 
 from modelrepo import Manifest
+from service.errors import ModelRunFailed
 
 log = logging.getLogger(__name__)
 
@@ -77,12 +78,27 @@ class ModelRuntime:
 
     def encode(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """x (N, *data_shape) float32 -> mu (N, L), logvar (N, L)."""
-        mu, logvar = self.encoder.run(["mu", "logvar"], {"x": x})
+        mu, logvar = self._run(self.encoder, ["mu", "logvar"], {"x": x}, "encoder")
         return mu, logvar
 
     def decode(self, z: np.ndarray) -> dict[str, np.ndarray]:
         """z (N, L) float32 -> {"logits"} or {"mean", "logvar"}, each (N, *data_shape)."""
-        return dict(zip(self.decoder_outputs, self.decoder.run(self.decoder_outputs, {"z": z})))
+        return dict(zip(self.decoder_outputs, self._run(self.decoder, self.decoder_outputs, {"z": z}, "decoder")))
+
+    def _run(self, session: ort.InferenceSession, outputs: list[str], feeds: dict, role: str) -> list[np.ndarray]:
+        try:
+            results = session.run(outputs, feeds)
+        except Exception as exc:  # ONNX Runtime raises its own types for any failure inside the graph
+            log.error("%s:%s %s failed: %s", self.manifest.name, self.manifest.version, role, exc)
+            raise ModelRunFailed(f"model {self.manifest.name}:{self.manifest.version}: its {role} graph failed "
+                                 f"on a batch of {len(next(iter(feeds.values())))}; the model, not the request, "
+                                 "is at fault") from None
+        batch = len(next(iter(feeds.values())))
+        for name, value in zip(outputs, results):
+            if value.shape[:1] != (batch,):
+                raise ModelRunFailed(f"model {self.manifest.name}:{self.manifest.version}: {role} output '{name}' "
+                                     f"has {value.shape[0] if value.ndim else 0} rows for a batch of {batch}")
+        return results
 
     def _smoke_test(self) -> None:
         """Run both graphs on two points: shapes the static check could not see fail here, at start-up."""

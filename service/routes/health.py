@@ -18,15 +18,8 @@ async def ready(request: Request) -> JSONResponse:
     service = getattr(request.app.state, "service", None)
     if service is None:
         return JSONResponse({"status": "starting"}, status_code=503)
-    repository = service.repository
-    body = {
-        "status": "ready" if repository.loaded else "no model loaded",
-        "models": repository.references(),
-        "failed": {f"{f.name}/{f.version}": f.error for v in repository.failed.values() for f in v.values()},
-        "provider": service.provider,
-        "cache": await service.cache.status(),
-    }
-    return JSONResponse(body, status_code=200 if repository.loaded else 503)
+    ready, report = await service.readiness()
+    return JSONResponse(report, status_code=200 if ready else 503)
 
 
 @router.get("/metrics")

@@ -149,3 +149,23 @@ def test_settings_fail_fast_with_a_clear_message(tmp_path):
             with TestClient(create_app(Settings(device="cuda"))):
                 pass
     assert json.loads(json.dumps(Settings().model_dump(mode="json")))["default_model"] == "digits"
+
+
+def test_a_model_that_breaks_at_run_time_answers_with_a_clear_error(repository, make_client):
+    from onnx import TensorProto, helper, numpy_helper
+
+    # Declares a dynamic batch but reshapes to a fixed batch of 2: passes every start-up check, fails on 3.
+    shape = numpy_helper.from_array(np.array([2, 5], dtype=np.int64), "fixed")
+    graph = helper.make_graph(
+        [helper.make_node("Reshape", ["x", "fixed"], ["mu"]), helper.make_node("Identity", ["mu"], ["logvar"])],
+        "fixed", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 5])],
+        [helper.make_tensor_value_info(n, TensorProto.FLOAT, ["batch", 5]) for n in ("mu", "logvar")], [shape])
+    encoder = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9)
+    decoder = affine_graph("z", (5,), {"mean": (np.eye(5), np.zeros(5), (5,)), "logvar": (np.zeros((5, 5)), np.zeros(5), (5,))})
+    write_model(repository, "fragile", 1, (5,), 5, "gaussian", encoder, decoder)
+    client = make_client(repository)
+    assert client.post("/encode", json={"model": "fragile", "x": [[0] * 5] * 2}).status_code == 200
+    response = client.post("/encode", json={"model": "fragile", "x": [[0] * 5] * 3})
+    assert response.status_code == 500
+    assert "model fragile:1: its encoder graph failed on a batch of 3" in response.json()["detail"]
+    assert client.post("/encode", json={"model": "linear", "x": [[0] * 5] * 3}).status_code == 200

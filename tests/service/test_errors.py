@@ -30,6 +30,7 @@ GOOD_X = [[0.0] * 5]
         ("/loglik", {"model": "a:b:c", "x": GOOD_X}, 422, "model: 'a:b:c' is not 'name' or 'name:version'"),
         ("/loglik", {"model": "bern1d", "x": [[0.5] * 5 + [2]]}, 422, "x[0]: this model has a Bernoulli likelihood"),
         ("/encode", {"x": GOOD_X, "samples": 1001}, 422, "samples: 1001 is over the limit of 1000"),
+        ("/encode", {"x": GOOD_X * 101, "samples": 1000}, 422, "points x samples: 101000 is over the limit of 100000"),
         ("/encode", {"x": GOOD_X, "samples": -1}, 422, "samples: Input should be greater than or equal to 0"),
         ("/encode", {"model": "bern1d", "x": [[-0.1] * 6]}, 422, "Bernoulli likelihood"),
         ("/decode", {"z": [[0.0, 0.0]]}, 422, "z: each point has shape [2]; this model takes [3]"),

@@ -76,3 +76,31 @@ def test_memory_stays_bounded_for_large_k(repository, make_client):
 def test_small_k_is_still_a_valid_estimate(client, k):
     body = client.post("/loglik", json={"model": "linear:1", "x": [[0.0] * 5], "k": k}).json()
     assert np.isclose(body["loglik"][0], LinearGaussian().exact_loglik(np.zeros((1, 5)))[()], atol=2e-4)
+
+
+def test_concurrent_requests_share_the_compute_slots(repository, make_client):
+    import threading
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    client = make_client(repository, compute_slots=2)
+    runtime = client.app.state.service.repository.loaded["linear"][2].runtime
+    real_decode, lock, state = runtime.decode, threading.Lock(), {"now": 0, "most": 0}
+
+    def counting(z):  # the real decoder, recording how many computations overlap
+        with lock:
+            state["now"] += 1
+            state["most"] = max(state["most"], state["now"])
+        try:
+            time.sleep(0.02)  # long enough for the requests to overlap
+            return real_decode(z)
+        finally:
+            with lock:
+                state["now"] -= 1
+
+    runtime.decode = counting
+    requests = [{"model": "linear:2", "x": [[float(i)] * 5], "k": 3000} for i in range(8)]
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(lambda body: client.post("/loglik", json=body), requests))
+    assert all(a.status_code == 200 for a in answers)
+    assert state["most"] == 2
