@@ -7,6 +7,7 @@ changed model can never be answered from an old entry. Values are the result arr
 import hashlib
 import json
 import logging
+import math
 import struct
 import time
 from typing import Protocol
@@ -45,12 +46,11 @@ def unpack(value: bytes) -> dict[str, np.ndarray]:
         header = json.loads(value[4 : 4 + length])
         arrays, offset = {}, 4 + length
         for name, (dtype, shape) in header.items():
-            kind = np.dtype(dtype)
+            kind, count = np.dtype(dtype), math.prod(shape)
             if kind.hasobject:
                 raise ValueError("object arrays are not cache values")
-            size = kind.itemsize * int(np.prod(shape))
-            arrays[name] = np.frombuffer(value, dtype=kind, count=int(np.prod(shape)), offset=offset).reshape(shape)
-            offset += size
+            arrays[name] = np.frombuffer(value, dtype=kind, count=count, offset=offset).reshape(shape)
+            offset += kind.itemsize * count
     except (struct.error, TypeError, json.JSONDecodeError, AttributeError) as exc:
         raise ValueError(f"not a cache value: {exc}") from None
     if offset != len(value):

@@ -8,7 +8,11 @@ from service.metrics import Metrics
 
 
 class BodySizeLimit:
-    """413 for a body over VAE_MAX_BODY_BYTES, told by Content-Length or counted while it streams in."""
+    """413 for a body over VAE_MAX_BODY_BYTES, told by Content-Length or counted while it streams in.
+
+    FastAPI's own `max_body_size` answers a declared oversize body with plain-text "Content Too Large",
+    which cannot be changed; the contract's errors are JSON `{"detail": ...}` that say what to do.
+    """
 
     def __init__(self, app: ASGIApp):
         self.app = app

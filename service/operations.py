@@ -62,7 +62,8 @@ class VaeService:
 
         cacheable = samples == 0 or seed is not None
         params = {"samples": samples, "seed": seed if samples else None}
-        return model.ref, await self._cached(model, "encode", params, (batch,), compute, cacheable, len(batch))
+        work = batch.size + len(batch) * samples * model.manifest.latent_dim
+        return model.ref, await self._cached(model, "encode", params, (batch,), compute, cacheable, len(batch), work)
 
     async def decode(self, reference: str | None, z: list) -> tuple[str, Result]:
         model = self.model(reference)
@@ -72,7 +73,8 @@ class VaeService:
             params = model.runtime.decode(latents)
             return {"mean": expected_observation(params), **params}
 
-        return model.ref, await self._cached(model, "decode", {}, (latents,), compute, True, len(latents))
+        work = len(latents) * model.data_size
+        return model.ref, await self._cached(model, "decode", {}, (latents,), compute, True, len(latents), work)
 
     async def sample(self, reference: str | None, n: int, seed: int | None, temperature: float,
                      mode: str) -> tuple[str, Result]:
@@ -87,7 +89,8 @@ class VaeService:
             return {"z": z, "x": x}
 
         params = {"n": n, "seed": seed, "temperature": temperature, "mode": mode}
-        return model.ref, await self._cached(model, "sample", params, (), compute, seed is not None, n)
+        return model.ref, await self._cached(model, "sample", params, (), compute, seed is not None, n,
+                                             n * model.data_size)
 
     async def loglik(self, reference: str | None, x: list, k: int, seed: int) -> tuple[str, Result]:
         model = self.model(reference)
@@ -100,10 +103,12 @@ class VaeService:
             return {"loglik": estimate.loglik, "stderr": estimate.stderr, "elbo": estimate.elbo}
 
         params = {"k": k, "seed": seed}
-        return model.ref, await self._cached(model, "loglik", params, (batch,), compute, True, len(batch))
+        return model.ref, await self._cached(model, "loglik", params, (batch,), compute, True, len(batch),
+                                             len(batch) * k * model.data_size)
 
     async def _cached(self, model: LoadedModel, operation: str, params: dict, arrays: tuple[np.ndarray, ...],
-                      compute: Callable[[], Result], cacheable: bool, batch_size: int) -> Result:
+                      compute: Callable[[], Result], cacheable: bool, batch_size: int, work: int) -> Result:
+        """The cached result, or compute it: inline when `work` (values touched) is small, else in a thread."""
         self.metrics.batch_size.labels(operation).observe(batch_size)
         key = cache_key(model.digest, operation, params, arrays) if cacheable else None
         if key is not None:
@@ -117,7 +122,10 @@ class VaeService:
                     self.metrics.cache_hits.labels(operation).inc()
                     return result
             self.metrics.cache_misses.labels(operation).inc()
-        result = await to_thread.run_sync(compute, limiter=self.compute_slots)
+        if work <= self.settings.inline_work_elements:
+            result = compute()
+        else:
+            result = await to_thread.run_sync(compute, limiter=self.compute_slots)
         if key is not None:
             value = pack(result)
             if len(value) <= self.settings.cache_max_value_bytes:

@@ -2,6 +2,7 @@
 
 import hashlib
 import logging
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +32,11 @@ class LoadedModel:
     @property
     def likelihood(self) -> str:
         return self.manifest.likelihood.type
+
+    @property
+    def data_size(self) -> int:
+        """Values in one data point: prod(data_shape)."""
+        return math.prod(self.manifest.data_shape)
 
 
 @dataclass(frozen=True)

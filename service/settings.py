@@ -33,6 +33,9 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(32 << 20, ge=1024, description="Largest request body, in bytes.")
     work_elements: int = Field(1 << 22, ge=1024, description="Samples x data values alive at once in /loglik.")
     compute_slots: int = Field(4, ge=1, description="Computations run at once; more requests wait their turn.")
+    inline_work_elements: int = Field(
+        65536, ge=0, description="Computations over at most this many values run on the event loop (a thread "
+        "hop costs more than they do); larger ones go to a worker thread.")
     host: str = Field("127.0.0.1", description="Address `make serve` binds.")
     port: int = Field(8000, ge=1, le=65535, description="Port `make serve` binds.")
     workers: int = Field(1, ge=1, description="Server processes; each loads every model.")

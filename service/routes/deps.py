@@ -6,7 +6,8 @@ from service.operations import VaeService
 from service.schemas import ErrorResponse
 
 
-def get_service(request: Request) -> VaeService:
+async def get_service(request: Request) -> VaeService:
+    """async: FastAPI would run a plain function in its thread pool, a thread hop per request."""
     return request.app.state.service
 
 

@@ -83,7 +83,7 @@ def test_concurrent_requests_share_the_compute_slots(repository, make_client):
     import time
     from concurrent.futures import ThreadPoolExecutor
 
-    client = make_client(repository, compute_slots=2)
+    client = make_client(repository, compute_slots=2, inline_work_elements=0)
     runtime = client.app.state.service.repository.loaded["linear"][2].runtime
     real_decode, lock, state = runtime.decode, threading.Lock(), {"now": 0, "most": 0}
 
