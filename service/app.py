@@ -15,7 +15,7 @@ from service.middleware import BodySizeLimit, RequestMetrics
 from service.operations import VaeService
 from service.repository import ModelRepository
 from service.responses import ArrayJSONResponse
-from service.routes import encode, health, loglik, models, sample
+from service.routes import health, latents, loglik, models, sample
 from service.runtime import providers_for
 from service.settings import Settings
 
@@ -55,7 +55,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(RequestMetrics, metrics=app.state.metrics)
     app.add_exception_handler(ServiceError, _service_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
-    for module in (encode, sample, loglik, models, health):
+    for module in (latents, sample, loglik, models, health):
         app.include_router(module.router)
     return app
 

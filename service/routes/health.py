@@ -7,13 +7,13 @@ router = APIRouter(tags=["operations"])
 
 
 @router.get("/health/live")
-async def live() -> dict:
+async def check_liveness() -> dict:
     """The process answers."""
     return {"status": "alive"}
 
 
 @router.get("/health/ready", responses={503: {"description": "No model is loaded."}})
-async def ready(request: Request) -> JSONResponse:
+async def check_readiness(request: Request) -> JSONResponse:
     """200 when at least one model serves; reports failed models and the cache backend's state."""
     service = getattr(request.app.state, "service", None)
     if service is None:
@@ -23,6 +23,6 @@ async def ready(request: Request) -> JSONResponse:
 
 
 @router.get("/metrics")
-async def metrics(request: Request) -> Response:
+async def export_metrics(request: Request) -> Response:
     """Prometheus text format."""
     return Response(request.app.state.metrics.render(), media_type=CONTENT_TYPE_LATEST)

@@ -141,3 +141,16 @@ def test_cache_values_round_trip_and_garbage_is_refused():
     for garbage in (b"", b"\x05\x00\x00\x00{bad", pack(arrays) + b"x", b"\x02\x00\x00\x00[]"):
         with pytest.raises(ValueError):
             unpack(garbage)
+
+
+def test_the_key_is_the_request_in_canonical_form(client):
+    nested = {"model": "bern1d:1", "x": [[[[1, 0, 1], [0, 0, 1]]]], "k": 50}
+    client.post("/loglik", json=nested)
+    for same in ({"model": "bern1d:1", "x": [[1, 0, 1, 0, 0, 1]], "k": 50},  # flat
+                 {"model": "bern1d:1", "x": [[1.0, 0.0, 1.0, 0.0, 0.0, 1.0]], "k": 50, "seed": 0}):  # floats, default seed
+        client.post("/loglik", json=same)
+    assert counter(client, "vae_cache_hits", "loglik") == 2
+    client.post("/loglik", json={**nested, "k": 51})
+    client.post("/loglik", json={**nested, "seed": 1})
+    client.post("/loglik", json={**nested, "model": "bern1d"})  # the same model by another name: a hit
+    assert counter(client, "vae_cache_misses", "loglik") == 3
