@@ -89,3 +89,12 @@ def test_data_shape_that_does_not_fit_the_rows(tmp_path):
     path = _write(tmp_path, "rows.npy", np.zeros((8, 6)))
     with pytest.raises(DataError, match="cannot take data shape"):
         load_dataset(DataConfig(path, data_shape=(4,)), "gaussian")
+
+
+def test_builtin_digits_as_images():
+    dataset = load_dataset(DataConfig("digits-binary", data_shape=(1, 8, 8)), "bernoulli")
+    flat = load_dataset(DataConfig("digits-binary"), "bernoulli")
+    assert dataset.data_shape == (1, 8, 8)
+    np.testing.assert_array_equal(dataset.test.reshape(len(dataset.test), -1), flat.test)
+    with pytest.raises(DataError, match="cannot take data shape"):
+        load_dataset(DataConfig("digits", data_shape=(7, 7)), "gaussian")

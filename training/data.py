@@ -53,6 +53,9 @@ def load_dataset(config: DataConfig, likelihood: Likelihood) -> Dataset:
     """Load and check the data named by `config` for a model with this likelihood."""
     if config.source in BUILTIN:
         dataset = _load_digits(binary=config.source == "digits-binary")
+        if config.data_shape is not None:
+            dataset = Dataset(dataset.name, _reshape(dataset.train, config.data_shape, dataset.name),
+                              _reshape(dataset.test, config.data_shape, dataset.name), dataset.dequantize_levels)
     else:
         rows = _read_rows(Path(config.source), config.key, config.data_shape)
         if config.test_source is not None:
@@ -131,11 +134,15 @@ def _read_rows(path: Path, key: str | None, data_shape: tuple[int, ...] | None) 
     if array.ndim == 1:
         array = array[:, None]  # N scalar data points
     if data_shape is not None:
-        per_row = int(np.prod(array.shape[1:]))
-        if per_row != int(np.prod(data_shape)):
-            raise DataError(f"{path}: rows have {per_row} values, which cannot take data shape {list(data_shape)}")
-        array = array.reshape(len(array), *data_shape)
+        array = _reshape(array, data_shape, str(path))
     return array.astype(np.float32)
+
+
+def _reshape(rows: np.ndarray, data_shape: tuple[int, ...], where: str) -> np.ndarray:
+    per_row = int(np.prod(rows.shape[1:]))
+    if per_row != int(np.prod(data_shape)):
+        raise DataError(f"{where}: rows have {per_row} values, which cannot take data shape {list(data_shape)}")
+    return rows.reshape(len(rows), *data_shape)
 
 
 def _read_csv(path: Path) -> np.ndarray:
