@@ -154,3 +154,38 @@ def test_the_key_is_the_request_in_canonical_form(client):
     client.post("/loglik", json={**nested, "seed": 1})
     client.post("/loglik", json={**nested, "model": "bern1d"})  # the same model by another name: a hit
     assert counter(client, "vae_cache_misses", "loglik") == 3
+
+
+def test_a_damaged_entry_is_a_miss_not_an_error(repository, make_client, shared_redis):
+    client = make_client(repository, redis_url=REDIS_URL)
+    expected = client.post("/loglik", json=REQUEST).json()
+    (key,) = shared_redis.keys("vae:v1:loglik:*")
+    shared_redis.set(key, b"\x10\x00\x00\x00not what we wrote")
+    assert client.post("/loglik", json=REQUEST).json() == expected
+    assert counter(client, "vae_cache_hits", "loglik") == 0 and counter(client, "vae_cache_misses", "loglik") == 2
+
+
+def test_a_redis_that_never_answers_costs_one_timeout_then_is_skipped(repository, make_client):
+    import threading
+
+    silent = socket.socket()  # accepts connections, never replies: a hung server, not a refused one
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(64)
+    accepted = []
+    threading.Thread(target=lambda: [accepted.append(silent.accept()) for _ in range(64)], daemon=True).start()
+    try:
+        client = make_client(repository, redis_url=f"redis://127.0.0.1:{silent.getsockname()[1]}/0",
+                             redis_timeout_s=0.2, redis_retry_s=30)
+        start = time.monotonic()
+        first = client.post("/loglik", json=REQUEST)
+        first_took = time.monotonic() - start
+        start = time.monotonic()
+        for _ in range(5):
+            assert client.post("/loglik", json=REQUEST).status_code == 200
+        later_took = (time.monotonic() - start) / 5
+        assert first.status_code == 200 and first_took < 2.0
+        assert later_took < 0.15  # Redis is skipped for redis_retry_s after the timeout
+    finally:
+        silent.close()
+        for connection, _ in accepted:
+            connection.close()
