@@ -13,7 +13,7 @@ from service.errors import InvalidInput, ModelNotFound, ModelUnavailable
 from service.runtime import ModelRuntime
 
 log = logging.getLogger(__name__)
-REFERENCE = re.compile(r"^(?P<name>[^:]+)(?::(?P<version>\d+))?$")
+REFERENCE = re.compile(r"^(?P<name>[a-z0-9][a-z0-9._-]{0,63})(?::(?P<version>[1-9][0-9]{0,17}))?$")
 
 
 @dataclass(frozen=True)

@@ -1,37 +1,50 @@
 """Request and response bodies of the HTTP API (shared/CONTRACT.md, section 2)."""
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
-MAX_SEED = 2**63 - 1
-ModelField = Field(None, description="'name' (its highest version) or 'name:version'; default: the service's "
-                   "default model.", examples=["digits:1"])
+MAX_SEED = 2**53 - 1  # exact as a JSON number in every client
+MODEL_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,63}(:[1-9][0-9]{0,17})?$"
+# Documented here; enforced by the data plane, whose message says what a reference looks like.
+ModelField = Field(None, json_schema_extra={"pattern": MODEL_PATTERN}, description="'name' (its highest version) or 'name:version'; "
+                   "default: the service's default model.", examples=["digits:1"])
 SeedField = Field(None, ge=0, le=MAX_SEED, description="Seed of the random draws; the same seed gives the same "
                   "numbers. Without one the draws are fresh and the result is not cached.")
 Batch = Field(..., description="A batch: a list of data points, each nested as the model's data_shape "
               "(or flat, prod(data_shape) numbers).")
+# Validated by the data plane against the model's shapes (fast, one NumPy call), so pydantic takes the lists
+# as they are; the schema still tells clients what a point is.
+Points = Annotated[list[Any], WithJsonSchema({
+    "type": "array", "minItems": 1,
+    "items": {"anyOf": [{"type": "number"}, {"type": "array", "items": {"anyOf": [{"type": "number"}, {"type": "array"}]}}]},
+})]
+Latents = Annotated[list[Any], WithJsonSchema({
+    "type": "array", "minItems": 1, "items": {"type": "array", "items": {"type": "number"}},
+})]
 
 
 class Request(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """Strict: `"seed": false` or `"k": "5"` is an error, not silently a number."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class EncodeRequest(Request):
     model: str | None = ModelField
-    x: list[Any] = Batch
+    x: Points = Batch
     samples: int = Field(0, ge=0, description="Draws of z ~ q(z|x) per point, returned as z [N][samples][D].")
     seed: int | None = SeedField
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra={
+    model_config = ConfigDict(extra="forbid", strict=True, json_schema_extra={
         "examples": [{"model": "digits", "x": [[0.1] * 64], "samples": 2, "seed": 7}]})
 
 
 class DecodeRequest(Request):
     model: str | None = ModelField
-    z: list[Any] = Field(..., description="A batch of latent points, [N][latent_dim].")
+    z: Latents = Field(..., description="A batch of latent points, [N][latent_dim].")
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra={
+    model_config = ConfigDict(extra="forbid", strict=True, json_schema_extra={
         "examples": [{"model": "digits-binary", "z": [[0.0] * 16]}]})
 
 
@@ -42,17 +55,17 @@ class SampleRequest(Request):
     temperature: float = Field(1.0, ge=0, le=100, description="Scales the prior's standard deviation.")
     mode: Literal["mean", "sample"] = Field("mean", description="mean: E[x given z]; sample: x ~ p(x given z).")
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra={
+    model_config = ConfigDict(extra="forbid", strict=True, json_schema_extra={
         "examples": [{"model": "digits", "n": 2, "seed": 0, "temperature": 1.0, "mode": "mean"}]})
 
 
 class LoglikRequest(Request):
     model: str | None = ModelField
-    x: list[Any] = Batch
+    x: Points = Batch
     k: int = Field(1000, ge=1, description="Importance samples per data point.")
     seed: int = Field(0, ge=0, le=MAX_SEED, description="Seed of the importance samples.")
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra={
+    model_config = ConfigDict(extra="forbid", strict=True, json_schema_extra={
         "examples": [{"model": "digits-binary", "x": [[0, 1] * 32], "k": 1000, "seed": 0}]})
 
 

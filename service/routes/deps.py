@@ -14,6 +14,7 @@ async def get_service(request: Request) -> VaeService:
 ServiceDep = Annotated[VaeService, Depends(get_service)]
 
 ERRORS: dict[int | str, dict] = {
+    400: {"model": ErrorResponse, "description": "The body could not be read (not UTF-8 JSON)."},
     404: {"model": ErrorResponse, "description": "Unknown model or version."},
     413: {"model": ErrorResponse, "description": "Request body over VAE_MAX_BODY_BYTES."},
     422: {"model": ErrorResponse, "description": "A field's value cannot be used; the message names it."},

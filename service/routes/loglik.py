@@ -5,7 +5,7 @@ from fastapi import APIRouter, Query
 from service.inputs import parse_csv_point
 from service.responses import ArrayJSONResponse
 from service.routes.deps import ERRORS, ServiceDep
-from service.schemas import MAX_SEED, LoglikPointResponse, LoglikRequest, LoglikResponse
+from service.schemas import MAX_SEED, MODEL_PATTERN, LoglikPointResponse, LoglikRequest, LoglikResponse
 
 router = APIRouter(tags=["likelihood"], responses=ERRORS)
 
@@ -22,7 +22,7 @@ async def score_point(
     service: ServiceDep,
     x: Annotated[str, Query(description="One data point, flat, comma-separated, in C order.",
                             examples=["0,1,0,1"])],
-    model: Annotated[str | None, Query(description="'name' or 'name:version'.")] = None,
+    model: Annotated[str | None, Query(json_schema_extra={"pattern": MODEL_PATTERN}, description="'name' or 'name:version'.")] = None,
     k: Annotated[int, Query(ge=1, description="Importance samples.")] = 1000,
     seed: Annotated[int, Query(ge=0, le=MAX_SEED, description="Seed of the importance samples.")] = 0,
 ) -> ArrayJSONResponse:
