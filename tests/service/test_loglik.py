@@ -104,3 +104,18 @@ def test_concurrent_requests_share_the_compute_slots(repository, make_client):
         answers = list(pool.map(lambda body: client.post("/loglik", json=body), requests))
     assert all(a.status_code == 200 for a in answers)
     assert state["most"] == 2
+
+
+def test_the_standard_error_is_calibrated(client):
+    """Over 200 independent seeds, |estimate - exact| < 2 stderr about 95% of the time (binomial bounds)."""
+    x = np.random.default_rng(4).standard_normal((1, 5))
+    exact = LinearGaussian().exact_loglik(x)
+    errors, stderrs = [], []
+    for seed in range(200):
+        body = client.post("/loglik", json={"model": "linear:2", "x": x.tolist(), "k": 200, "seed": seed}).json()
+        errors.append(body["loglik"][0] - exact)
+        stderrs.append(body["stderr"][0])
+    covered = np.mean(np.abs(errors) < 2 * np.array(stderrs))
+    assert 0.88 <= covered <= 0.995, covered
+    assert 0.8 < np.std(errors) / np.mean(stderrs) < 1.25  # the reported spread is the real spread
+    assert abs(np.mean(errors)) < 3 * np.mean(stderrs) / np.sqrt(200) + 0.02  # bias ~ var / 2, small here
