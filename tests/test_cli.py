@@ -31,6 +31,7 @@ def test_train_evaluate_export_on_a_user_file(tmp_path):
     assert -9 * np.log(2) - 3 < metrics["test_loglik"] < 0
     assert metrics["test_elbo"] <= metrics["test_loglik"] + 1e-6
     exported = cli("export", "--checkpoint", "run.pt", "--repository", "repo", "--name", "bits", cwd=tmp_path)
+
     assert exported.returncode == 0, exported.stderr
     folder = tmp_path / "repo" / "bits" / "1"
     manifest = load_manifest(folder)
@@ -52,6 +53,15 @@ def test_build_then_report(tmp_path):
     readme = (tmp_path / "README.md").read_text()
     assert "old" not in readme and "| digits-binary:1 | bernoulli | 2 |" in readme and readme.endswith("rest\n")
     assert "Mixture of Bernoullis (EM)" in (tmp_path / "RESULTS.md").read_text()
+
+
+def test_build_without_baselines(tmp_path):
+    np.save(tmp_path / "rows.npy", np.random.default_rng(0).normal(size=(40, 3)).astype(np.float32))
+    built = cli("build", "--dataset", "rows.npy", "--likelihood", "gaussian", "--latent-dim", "1", "--hidden", "4",
+                "--epochs", "1", "--k", "10", "--no-baselines", "--repository", "repo", cwd=tmp_path)
+    assert built.returncode == 0, built.stderr
+    manifest = load_manifest(tmp_path / "repo" / "rows" / "1")
+    assert "baselines" not in manifest.model_dump() and manifest.metrics["k"] == 10
 
 
 @pytest.mark.parametrize(

@@ -112,7 +112,8 @@ def cmd_build(args: argparse.Namespace) -> None:
     checkpoint_path = Path(args.checkpoint or f"runs/{name}.pt")
     run_training(data, model, train, checkpoint_path, args.resume)
     metrics = run_evaluation(checkpoint_path, args.k, 0)
-    run_baselines(data, model, train, checkpoint_path)
+    if args.baselines:
+        run_baselines(data, model, train, checkpoint_path)
     path = run_export(checkpoint_path, Path(args.repository), args.name or name, args.version, args.force)
     print(f"test log-likelihood {metrics['test_loglik']:.3f} nats (K={args.k}); exported {path}")
 
@@ -161,6 +162,8 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--name", help="model name (default: the preset's or the data file's)")
     build.add_argument("--version", type=int, default=1)
     build.add_argument("--force", action="store_true", help="replace an existing version")
+    build.add_argument("--no-baselines", dest="baselines", action="store_false",
+                       help="skip the classical baselines (slow on large data: a grid of full-covariance GMMs)")
     build.set_defaults(handler=cmd_build)
 
     report = commands.add_parser("report", help="the results table of every model in a repository")
