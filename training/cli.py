@@ -49,8 +49,13 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--test-file", help="a separate test file (else 25%% of the rows, random_state 0)")
     parser.add_argument("--key", help="array name inside an .npz file")
     for flags in (MODEL_FLAGS, TRAIN_FLAGS):
-        for flag, (_, kind, text) in flags.items():
-            parser.add_argument(flag, type=kind, help=text)
+        for flag, (field, kind, text) in flags.items():
+            parser.add_argument(flag, dest=field, type=kind, help=text)
+
+
+def _given(args: argparse.Namespace, flags: dict) -> dict:
+    """Config field -> value, for the flags the user actually gave."""
+    return {field: getattr(args, field) for field, _, _ in flags.values() if getattr(args, field) is not None}
 
 
 def _configs(args: argparse.Namespace) -> tuple[str, DataConfig, ModelConfig, TrainConfig]:
@@ -61,10 +66,7 @@ def _configs(args: argparse.Namespace) -> tuple[str, DataConfig, ModelConfig, Tr
     data = preset.data if preset else DataConfig(args.dataset)
     if args.dataset or args.test_file or args.key or args.data_shape:
         data = DataConfig(args.dataset or data.source, args.data_shape, args.key, args.test_file)
-    model_overrides = {f: getattr(args, flag[2:].replace("-", "_")) for flag, (f, _, _) in MODEL_FLAGS.items()}
-    model_overrides = {k: v for k, v in model_overrides.items() if v is not None}
-    train_overrides = {f: getattr(args, flag[2:].replace("-", "_")) for flag, (f, _, _) in TRAIN_FLAGS.items()}
-    train_overrides = {k: v for k, v in train_overrides.items() if v is not None}
+    model_overrides, train_overrides = _given(args, MODEL_FLAGS), _given(args, TRAIN_FLAGS)
     if preset:
         model = dataclasses.replace(preset.model, **model_overrides)
         train = dataclasses.replace(preset.train, **train_overrides)
