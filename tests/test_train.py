@@ -51,6 +51,16 @@ def test_resume_continues_exactly_where_an_uninterrupted_run_ends(tmp_path, digi
     assert [r["train_loss"] for r in resumed.history] == [r["train_loss"] for r in whole.history]
 
 
+def test_an_unfinished_run_is_not_overwritten_without_resume(tmp_path, digits):
+    from training.checkpoint import save_checkpoint
+
+    run = train(digits, DATA, MODEL, FAST, tmp_path / "run.pt", progress=False)
+    run.finished = False
+    save_checkpoint(run, tmp_path / "run.pt")
+    with pytest.raises(ValueError, match="unfinished run .* pass --resume"):
+        train(digits, DATA, MODEL, FAST, tmp_path / "run.pt", progress=False)
+
+
 def test_resume_refuses_other_settings(tmp_path, digits):
     train(digits, DATA, MODEL, FAST, tmp_path / "run.pt", progress=False)
     other = TrainConfig(**{**FAST.to_dict(), "beta": 2.0})

@@ -54,6 +54,13 @@ def train(
         model.load_state_dict(state.model_state)
         optimizer.load_state_dict(state.optimizer_state)
     else:
+        if Path(checkpoint_path).exists():
+            previous = load_checkpoint(checkpoint_path)
+            if not previous.finished:
+                raise ValueError(
+                    f"{checkpoint_path} holds an unfinished run (epoch {previous.epochs_done} of "
+                    f"{previous.train_config.epochs}); pass --resume to continue it, or remove the file"
+                )
         state = Checkpoint(
             model_config, train_config, data_config, epochs_done=0, model_state={}, optimizer_state={},
             best_state=copy.deepcopy(model.state_dict()), best_score=-math.inf, best_epoch=0,
