@@ -90,3 +90,11 @@ def test_body_over_the_limit_is_refused_declared_or_streamed(repository, make_cl
     ok = client.post("/loglik", content=iter([small[:10].encode(), small[10:].encode()]),
                      headers={"content-type": "application/json"})
     assert ok.status_code == 200, ok.text
+
+
+def test_no_model_named_and_no_default_model(repository, make_client):
+    client = make_client(repository, default_model="digits")  # the hand-built repository has no digits
+    response = client.post("/encode", json={"x": GOOD_X})
+    assert response.status_code == 404
+    assert "the default model 'digits' (VAE_DEFAULT_MODEL) is not in the repository" in response.json()["detail"]
+    assert client.post("/encode", json={"model": "linear", "x": GOOD_X}).status_code == 200
