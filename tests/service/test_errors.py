@@ -98,3 +98,10 @@ def test_no_model_named_and_no_default_model(repository, make_client):
     assert response.status_code == 404
     assert "the default model 'digits' (VAE_DEFAULT_MODEL) is not in the repository" in response.json()["detail"]
     assert client.post("/encode", json={"model": "linear", "x": GOOD_X}).status_code == 200
+
+
+@pytest.mark.parametrize("depth", [100, 5000, 100000])
+def test_deeply_nested_bodies_are_refused(client, depth):
+    body = '{"x": ' + "[" * depth + "]" * depth + "}"
+    response = client.post("/loglik", content=body, headers={"content-type": "application/json"})
+    assert 400 <= response.status_code < 500 and "detail" in response.json()
