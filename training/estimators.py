@@ -9,13 +9,15 @@ from training.model import VAE
 
 
 def importance_log_weights(
-    model: VAE, x: torch.Tensor, k: int, generator: torch.Generator | None = None, kl_weight: float = 1.0
+    model: VAE, x: torch.Tensor, k: int, generator: torch.Generator | None = None, kl_weight: float = 1.0,
+    posterior: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """log p(x|z) + w * (log p(z) - log q(z|x)) for k draws z ~ q(z|x): x (N, D) -> (N, k).
 
-    With kl_weight w = 1 these are the importance log-weights log p(x, z) / q(z|x).
+    With kl_weight w = 1 these are the importance log-weights log p(x, z) / q(z|x). `posterior` is
+    model.encode(x) when the caller already has it.
     """
-    mu, logvar = model.encode(x)  # (N, L)
+    mu, logvar = posterior if posterior is not None else model.encode(x)  # (N, L)
     eps = torch.randn(mu.shape[0], k, mu.shape[1], generator=generator, dtype=mu.dtype)  # (N, k, L)
     z = mu[:, None] + torch.exp(0.5 * logvar)[:, None] * eps  # (N, k, L)
     log_prior_ratio = standard_normal_log_prob(z) - proposal_log_prob(eps, logvar[:, None])  # (N, k)
@@ -42,8 +44,10 @@ def importance_sampled_loglik(
     parts = []
     for start in range(0, n_points, block):
         points = x[start : start + block]
+        posterior = model.encode(points)  # once per block, however many sample chunks follow
         accumulator = LogMeanExpAccumulator(len(points))
         for done in range(0, k, chunk):
-            accumulator.add(importance_log_weights(model, points, min(chunk, k - done), generator).double().numpy())
+            log_w = importance_log_weights(model, points, min(chunk, k - done), generator, posterior=posterior)
+            accumulator.add(log_w.double().numpy())
         parts.append(accumulator.result())
     return ImportanceEstimate(*(np.concatenate(arrays) for arrays in zip(*(vars(p).values() for p in parts))))
