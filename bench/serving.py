@@ -25,6 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from modelrepo import load_manifest  # noqa: E402
+from modelrepo.files import write_atomic  # noqa: E402
 from service.likelihood import importance_sampled_loglik  # noqa: E402
 from service.runtime import CPU, ModelRuntime  # noqa: E402
 from service.settings import Settings  # noqa: E402
@@ -126,7 +127,7 @@ def main() -> None:
     output = args.output
     existing = output.read_text() if output.exists() else "# Benchmarks\n"
     head = existing.split(MARKER)[0].rstrip() + "\n\n"
-    output.write_text(head + section)
+    write_atomic(output, (head + section).encode())
     print(f"wrote {output}")
 
 

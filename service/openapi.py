@@ -1,10 +1,9 @@
 """`python -m service.openapi`: write the app's OpenAPI description to openapi/openapi.json."""
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
+from modelrepo.files import write_atomic
 from service.app import create_app
 from service.settings import PROJECT_ROOT
 
@@ -16,11 +15,7 @@ def render() -> str:
 
 
 def write(path: Path = SPEC_PATH) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as handle:
-        handle.write(render())
-    os.replace(tmp, path)
+    write_atomic(path, render().encode())
 
 
 if __name__ == "__main__":

@@ -1,13 +1,13 @@
 """Checkpoints carry the configs that rebuild the model, so evaluation and export never guess."""
 
-import os
-import tempfile
+import io
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from modelrepo.files import write_atomic
 from training.config import DataConfig, ModelConfig, TrainConfig
 from training.model import VAE
 
@@ -40,19 +40,12 @@ class Checkpoint:
 
 def save_checkpoint(checkpoint: Checkpoint, path: Path) -> None:
     """Write atomically: a temporary file in the same folder, renamed into place."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     payload = dict(vars(checkpoint), format=FORMAT)
     for name in ("model_config", "train_config", "data_config"):
         payload[name] = payload[name].to_dict()
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(payload, handle)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    write_atomic(path, buffer.getvalue())
 
 
 def load_checkpoint(path: Path) -> Checkpoint:

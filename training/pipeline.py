@@ -8,10 +8,9 @@ Export gathers all three into manifest.json.
 
 import dataclasses
 import json
-import os
-import tempfile
 from pathlib import Path
 
+from modelrepo.files import write_atomic
 from training.checkpoint import load_checkpoint
 from training.config import DataConfig, ModelConfig, TrainConfig
 from training.data import load_dataset
@@ -22,12 +21,7 @@ def sidecar(checkpoint_path: Path, kind: str) -> Path:
 
 
 def write_json_atomic(path: Path, value: object) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as handle:
-        json.dump(value, handle, indent=2)
-        handle.write("\n")
-    os.replace(tmp, path)
+    write_atomic(path, (json.dumps(value, indent=2) + "\n").encode())
 
 
 def run_training(data: DataConfig, model: ModelConfig, train: TrainConfig, checkpoint_path: Path, resume: bool):

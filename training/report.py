@@ -4,6 +4,7 @@ import re
 from pathlib import Path
 
 from modelrepo import ManifestError, load_manifest
+from modelrepo.files import write_atomic
 from training.presets import PRESETS
 
 MARKERS = ("<!-- results:start -->", "<!-- results:end -->")
@@ -45,15 +46,14 @@ def results_markdown(repository: Path) -> str:
 
 def write_report(repository: Path, output: Path, readme: Path | None = None) -> str:
     table = results_markdown(repository)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(
+    write_atomic(output, (
         "# Results of the shipped models\n\n"
         "Mean log-likelihood of the test split in nats per image (higher is better), importance-sampled with "
         "K = 5000 samples from q(z|x). Split and preprocessing: README, \"Evaluation protocol\". "
         "Regenerate with `make models`.\n\n" + table
-    )
+    ).encode())
     if readme is not None and readme.exists():
         start, end = MARKERS
         pattern = re.compile(re.escape(start) + ".*?" + re.escape(end), re.S)
-        readme.write_text(pattern.sub(lambda _: f"{start}\n{table}{end}", readme.read_text()))
+        write_atomic(readme, pattern.sub(lambda _: f"{start}\n{table}{end}", readme.read_text()).encode())
     return table
