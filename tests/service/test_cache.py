@@ -11,6 +11,7 @@ import pytest
 import redis
 
 from tests.service.handmade import LinearGaussian
+from tests.service.network import free_port
 
 REDIS_URL = "redis://127.0.0.1:6379/15"  # a database of its own, flushed by the tests
 REQUEST = {"model": "linear:2", "x": np.random.default_rng(0).standard_normal((8, 5)).tolist(), "k": 500, "seed": 4}
@@ -84,12 +85,6 @@ def test_unreachable_redis_degrades_but_every_request_succeeds(repository, make_
     ready = client.get("/health/ready")
     assert ready.status_code == 200
     assert ready.json()["cache"]["state"] == "degraded" and "Connection" in ready.json()["cache"]["error"]
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def start_redis(port: int) -> subprocess.Popen:
