@@ -41,6 +41,21 @@ class LogMeanExpAccumulator:
         self.running_max = new_max
         self.count += log_w.shape[1]
 
+    def add_sums(self, log_sum_w: np.ndarray, log_sum_w2: np.ndarray, sum_log_w: np.ndarray, count: int) -> None:
+        """A slice of `count` log-weights per point, already summed: log sum w, log sum w^2, sum log w (each N,)."""
+        log_sum_w, log_sum_w2 = np.asarray(log_sum_w, np.float64), np.asarray(log_sum_w2, np.float64)
+        new_max = np.maximum(self.running_max, log_sum_w)
+        finite = np.isfinite(new_max)
+        safe_max = np.where(finite, new_max, 0.0)
+        with np.errstate(invalid="ignore", over="ignore"):
+            scale = np.where(finite, np.exp(self.running_max - safe_max), 1.0)
+            self.sum_w = self.sum_w * scale + np.exp(log_sum_w - safe_max)
+            # sum w^2 <= (sum w)^2, so this exponent is at most 0: no overflow
+            self.sum_w2 = self.sum_w2 * scale**2 + np.exp(log_sum_w2 - 2 * safe_max)
+        self.sum_log_w += np.asarray(sum_log_w, np.float64)
+        self.running_max = new_max
+        self.count += count
+
     def result(self) -> ImportanceEstimate:
         k = self.count
         mean_w = self.sum_w / k  # in units of exp(running_max)

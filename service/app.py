@@ -34,7 +34,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         current = app.state.settings = settings or Settings()
         providers = providers_for(current.device)
         repository = await to_thread.run_sync(
-            ModelRepository, current.model_repository, providers, current.intra_op_threads
+            ModelRepository, current.model_repository, providers, current.intra_op_threads, current.loglik_graph,
+            current.loglik_precision,
         )
         if current.redis_url:
             cache = RedisCache(current.redis_url, current.cache_ttl_s, current.redis_timeout_s, current.redis_retry_s)

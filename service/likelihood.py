@@ -33,7 +33,12 @@ def latent_noise(seed: int | None, count: int, latent_dim: int) -> np.ndarray:
 def importance_sampled_loglik(
     runtime: ModelRuntime, x: np.ndarray, k: int, seed: int, work_elements: int
 ) -> ImportanceEstimate:
-    """x (N, *data_shape) float32 -> per-point estimates, with at most ~work_elements values alive at once."""
+    """x (N, *data_shape) float32 -> per-point estimates, with at most ~work_elements values alive at once.
+
+    On the fused graph when the runtime has one (float32 on the device); else the two graphs, float64 here.
+    """
+    if runtime.scorer is not None:
+        return runtime.scorer.estimate(x, latent_noise(seed, k, runtime.latent_dim), work_elements)
     n, data_dim, latent_dim = len(x), math.prod(runtime.data_shape), runtime.latent_dim
     mu, logvar = (a.astype(np.float64) for a in runtime.encode(x))  # (N, L)
     std = np.exp(0.5 * logvar)

@@ -99,12 +99,17 @@ class VaeService:
         check_limit(len(batch) * k, self.settings.max_loglik_samples, "points x k", "VAE_MAX_LOGLIK_SAMPLES")
 
         def compute() -> Result:
-            estimate = importance_sampled_loglik(model.runtime, batch, k, seed, self.settings.work_elements)
+            estimate = importance_sampled_loglik(model.runtime, batch, k, seed, self._work_elements(model))
             return {"loglik": estimate.loglik, "stderr": estimate.stderr, "elbo": estimate.elbo}
 
         params = {"k": k, "seed": seed}
         return model.ref, await self._cached(model, "loglik", params, (batch,), compute, True, len(batch),
                                              len(batch) * k * model.data_size)
+
+    def _work_elements(self, model: LoadedModel) -> int:
+        scorer = model.runtime.scorer
+        on_cuda = scorer is not None and scorer.device == "cuda"
+        return self.settings.cuda_work_elements if on_cuda else self.settings.work_elements
 
     async def _cached(self, model: LoadedModel, operation: str, params: dict, arrays: tuple[np.ndarray, ...],
                       compute: Callable[[], Result], cacheable: bool, batch_size: int, work: int) -> Result:

@@ -48,15 +48,17 @@ class FailedModel:
 
 
 class ModelRepository:
-    def __init__(self, root: Path, providers: list[str], threads: int = 0):
+    def __init__(self, root: Path, providers: list[str], threads: int = 0, loglik_graph: str = "auto",
+                 precision: str = "fp32"):
         self.root = Path(root)
+        self.runtime_options = {"threads": threads, "loglik_graph": loglik_graph, "precision": precision}
         self.loaded: dict[str, dict[int, LoadedModel]] = {}
         self.failed: dict[str, dict[str, FailedModel]] = {}
         for folder in sorted(self.root.glob("*/*")):
             if folder.is_dir() and not folder.name.startswith(".") and not folder.parent.name.startswith("."):
-                self._load(folder, providers, threads)
+                self._load(folder, providers)
 
-    def _load(self, folder: Path, providers: list[str], threads: int) -> None:
+    def _load(self, folder: Path, providers: list[str]) -> None:
         name, version = folder.parent.name, folder.name
         try:
             if not re.fullmatch(NAME_PATTERN, name):
@@ -65,7 +67,7 @@ class ModelRepository:
                 raise ValueError(f"version folder {version!r} must be a positive integer")
             manifest = load_manifest(folder)
             check_graphs(manifest, folder)
-            runtime = ModelRuntime(folder, manifest, providers, threads)
+            runtime = ModelRuntime(folder, manifest, providers, **self.runtime_options)
         except Exception as exc:  # noqa: BLE001 - one broken model must not stop the others
             log.warning("model %s/%s not loaded: %s", name, version, exc)
             self.failed.setdefault(name, {})[version] = FailedModel(name, version, folder, str(exc))
@@ -109,7 +111,8 @@ def describe_model(repository: ModelRepository, name: str) -> dict:
     """What GET /models/{name} shows: every version, loaded or not, with its manifest or its error."""
     loaded, failed = repository.loaded.get(name, {}), repository.failed.get(name, {})
     versions = [
-        {"version": v, "ready": True, "provider": m.runtime.provider, "digest": m.digest,
+        {"version": v, "ready": True, "provider": m.runtime.provider, "loglik_graph": m.runtime.scoring,
+         "digest": m.digest,
          "manifest": m.manifest.model_dump(mode="json")}
         for v, m in sorted(loaded.items())
     ] + [{"version": f.version, "ready": False, "error": f.error} for f in failed.values()]

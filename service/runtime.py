@@ -5,11 +5,14 @@ from functools import cache
 from pathlib import Path
 
 import numpy as np
+import onnx
 import onnxruntime as ort
 from onnx import TensorProto, helper
 
 from modelrepo import Manifest
 from service.errors import ModelRunFailed
+from service.fusion import build_scoring_model
+from service.scoring import FusedScorer
 
 log = logging.getLogger(__name__)
 
@@ -56,10 +59,19 @@ def providers_for(device: str) -> list[str]:
     return [CPU]
 
 
-class ModelRuntime:
-    """encoder: x [N, *data_shape] -> mu, logvar [N, L]; decoder: z [N, L] -> likelihood parameters."""
+def scoring_graph_for(setting: str, provider: str) -> str:
+    """VAE_LOGLIK_GRAPH: auto is the fused graph on CUDA and the float64 two-graph path on the CPU."""
+    if setting == "auto":
+        return "fused" if provider == CUDA else "separate"
+    return setting
 
-    def __init__(self, folder: Path, manifest: Manifest, providers: list[str], threads: int = 0):
+
+class ModelRuntime:
+    """encoder: x [N, *data_shape] -> mu, logvar [N, L]; decoder: z [N, L] -> likelihood parameters;
+    and, when asked for, the fused scoring graph derived from both (service.fusion)."""
+
+    def __init__(self, folder: Path, manifest: Manifest, providers: list[str], threads: int = 0,
+                 loglik_graph: str = "auto", precision: str = "fp32"):
         options = ort.SessionOptions()
         options.log_severity_level = QUIET
         options.intra_op_num_threads = threads
@@ -71,6 +83,26 @@ class ModelRuntime:
         self.decoder = self._session(folder / manifest.decoder, options, providers)
         self.provider = self.encoder.get_providers()[0]
         self._smoke_test()
+        self.scorer: FusedScorer | None = None
+        self.scoring = "separate"  # what GET /models reports: "fused (fp32)", or "separate" and why
+        if scoring_graph_for(loglik_graph, self.provider) == "fused":
+            self._fuse(folder, options, providers, precision)
+
+    def _fuse(self, folder: Path, options: ort.SessionOptions, providers: list[str], precision: str) -> None:
+        """Build the fused graph; a model whose graphs cannot be joined keeps the two-graph path, and says so."""
+        label = f"{self.manifest.name}:{self.manifest.version}"
+        try:
+            model = build_scoring_model(self.manifest, onnx.load(str(folder / self.manifest.encoder)),
+                                        onnx.load(str(folder / self.manifest.decoder)), precision)
+            self.scorer = FusedScorer(model.SerializeToString(), options, providers, label)
+            self.scorer.estimate(np.zeros((2, *self.data_shape), np.float32),
+                                 np.zeros((2, self.latent_dim), np.float32), 1 << 16)
+        except Exception as exc:  # noqa: BLE001 - FusionError, ModelRunFailed, or ORT's own types
+            self.scorer = None
+            self.scoring = f"separate (the fused graph could not be built: {str(exc).splitlines()[0][:200]})"
+            log.warning("model %s: %s", label, self.scoring)
+            return
+        self.scoring = f"fused ({precision})"
 
     @staticmethod
     def _session(path: Path, options: ort.SessionOptions, providers: list[str]) -> ort.InferenceSession:

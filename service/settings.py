@@ -32,6 +32,15 @@ class Settings(BaseSettings):
     max_sample_n: int = Field(1024, ge=1, description="Most draws in one /sample request.")
     max_body_bytes: int = Field(32 << 20, ge=1024, description="Largest request body, in bytes.")
     work_elements: int = Field(1 << 22, ge=1024, description="Samples x data values alive at once in /loglik.")
+    cuda_work_elements: int = Field(
+        1 << 26, ge=1024, description="The same bound for the fused graph on CUDA, where large runs pay off.")
+    loglik_graph: Literal["auto", "fused", "separate"] = Field(
+        "auto", description="/loglik on one fused graph per model (float32, on the device: encoder, decoder, "
+        "likelihood and log-mean-exp) or on the two graphs with the likelihood in float64 on the host; auto: "
+        "fused on CUDA, separate on the CPU.")
+    loglik_precision: Literal["fp32", "fp16"] = Field(
+        "fp32", description="Arithmetic of the decoder inside the fused graph; fp16 is faster on GPUs and less "
+        "exact (docs/BENCHMARKS.md gives the difference in nats).")
     compute_slots: int = Field(4, ge=1, description="Computations run at once; more requests wait their turn.")
     inline_work_elements: int = Field(
         65536, ge=0, description="Computations over at most this many values run on the event loop (a thread "

@@ -1,0 +1,160 @@
+"""The fused scoring graph: a model's encoder and decoder joined, with the likelihood and the log-mean-exp,
+into one ONNX graph that runs end to end on the device.
+
+    inputs   x [N, *data_shape], eps [K, L]
+    outputs  log_sum_w [N]   = log sum_i w_i
+             log_sum_w2 [N]  = log sum_i w_i^2
+             sum_log_w [N]   = sum_i log w_i          with log w_i = log p(x|z_i) + log p(z_i) - log q(z_i|x)
+
+Only these 3N numbers come back; they combine exactly across slices of K (modelrepo.importance), so the
+graph never bakes in K. It is derived from the two files the contract defines, whoever wrote them.
+"""
+
+import math
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper, version_converter
+from onnx.compose import add_prefix
+
+from modelrepo import Manifest
+
+MIN_OPSET = 13  # Unsqueeze and ReduceSum take axes as an input from here on
+OUTPUTS = ("log_sum_w", "log_sum_w2", "sum_log_w")
+
+
+class FusionError(ValueError):
+    """The two graphs cannot be joined (an opset that cannot be converted, clashing local functions)."""
+
+
+def build_scoring_model(manifest: Manifest, encoder: onnx.ModelProto, decoder: onnx.ModelProto,
+                        precision: str = "fp32") -> onnx.ModelProto:
+    """The fused graph for `manifest`'s model; precision fp16 runs the decoder's arithmetic in float16."""
+    opset = max(MIN_OPSET, _default_opset(encoder), _default_opset(decoder))
+    encoder, decoder = (_at_opset(m, opset) for m in (encoder, decoder))
+    if precision == "fp16":
+        from onnxruntime.transformers.float16 import convert_float_to_float16  # ships with onnxruntime
+
+        decoder = convert_float_to_float16(decoder, keep_io_types=True, disable_shape_infer=True)
+    encoder, decoder = add_prefix(encoder, "encoder/"), add_prefix(decoder, "decoder/")
+    nodes = _Nodes(opset)
+    data_dim, latent_dim = math.prod(manifest.data_shape), manifest.latent_dim
+
+    nodes.add("Identity", ["x"], ["encoder/x"])
+    nodes.extend(encoder.graph.node)  # -> encoder/mu, encoder/logvar  (N, L)
+    std = nodes.add("Exp", [nodes.add("Mul", ["encoder/logvar", nodes.const(0.5)])])  # (N, L)
+    mu3 = nodes.add("Unsqueeze", ["encoder/mu", nodes.const([1])])  # (N, 1, L)
+    std3 = nodes.add("Unsqueeze", [std, nodes.const([1])])  # (N, 1, L)
+    eps3 = nodes.add("Unsqueeze", ["eps", nodes.const([0])])  # (1, K, L)
+    z = nodes.add("Add", [mu3, nodes.add("Mul", [std3, eps3])])  # (N, K, L)
+    nodes.add("Reshape", [z, nodes.const([-1, latent_dim])], ["decoder/z"])  # (N*K, L)
+    nodes.extend(decoder.graph.node)  # -> decoder outputs (N*K, *data_shape)
+
+    k = nodes.add("Slice", [nodes.add("Shape", ["eps"]), nodes.const([0]), nodes.const([1])])  # [K]
+    per_sample = nodes.add("Concat", [nodes.const([-1]), k, nodes.const([data_dim])], axis=0)  # [-1, K, D]
+    x_flat = nodes.add("Reshape", ["x", nodes.const([-1, 1, data_dim])])  # (N, 1, D)
+    if manifest.likelihood.type == "bernoulli":
+        logits = nodes.add("Reshape", ["decoder/logits", per_sample])  # (N, K, D)
+        # log p(x|z) = sum_d x_d l_d - softplus(l_d)
+        terms = nodes.add("Sub", [nodes.add("Mul", [x_flat, logits]), nodes.add("Softplus", [logits])])
+        log_px_z = nodes.reduce("ReduceSum", terms, axis=2)  # (N, K)
+    else:
+        mean = nodes.add("Reshape", ["decoder/mean", per_sample])  # (N, K, D)
+        logvar = nodes.add("Reshape", ["decoder/logvar", per_sample])  # (N, K, D)
+        residual = nodes.add("Sub", [x_flat, mean])
+        scaled = nodes.add("Mul", [nodes.add("Mul", [residual, residual]), nodes.add("Exp", [nodes.add("Neg", [logvar])])])
+        # log p(x|z) = -0.5 * (D log 2pi + sum_d logvar_d + (x_d - mean_d)^2 exp(-logvar_d))
+        total = nodes.reduce("ReduceSum", nodes.add("Add", [logvar, scaled]), axis=2)  # (N, K)
+        log_px_z = nodes.add("Mul", [nodes.add("Add", [total, nodes.const(data_dim * math.log(2 * math.pi))]),
+                                     nodes.const(-0.5)])
+    # log p(z) - log q(z|x) = -0.5 sum z^2 + 0.5 sum logvar + 0.5 sum eps^2: the 2 pi terms cancel
+    half_z_sq = nodes.reduce("ReduceSum", nodes.add("Mul", [z, z]), axis=2)  # (N, K), times 2
+    half_logvar = nodes.reduce("ReduceSum", "encoder/logvar", axis=1, keepdims=1)  # (N, 1), times 2
+    half_eps_sq = nodes.reduce("ReduceSum", nodes.add("Mul", ["eps", "eps"]), axis=1)  # (K,), times 2
+    log_ratio = nodes.add("Mul", [nodes.add("Add", [nodes.add("Sub", [half_logvar, half_z_sq]), half_eps_sq]),
+                                  nodes.const(0.5)])  # (N, K)
+    log_w = nodes.add("Add", [log_px_z, log_ratio])  # (N, K)
+
+    nodes.add("Identity", [nodes.log_sum_exp(log_w)], ["log_sum_w"])  # (N,)
+    nodes.add("Identity", [nodes.log_sum_exp(nodes.add("Mul", [log_w, nodes.const(2.0)]))], ["log_sum_w2"])
+    nodes.add("Identity", [nodes.reduce("ReduceSum", log_w, axis=1)], ["sum_log_w"])
+
+    inputs = [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", *manifest.data_shape]),
+              helper.make_tensor_value_info("eps", TensorProto.FLOAT, ["K", latent_dim])]
+    outputs = [helper.make_tensor_value_info(name, TensorProto.FLOAT, ["N"]) for name in OUTPUTS]
+    graph = helper.make_graph(
+        nodes.nodes, f"{manifest.name}-{manifest.version}-scoring", inputs, outputs,
+        initializer=[*encoder.graph.initializer, *decoder.graph.initializer, *nodes.constants],
+    )  # no value_info: both graphs call their batch axis by the same names, which here differ (N vs N*K)
+    model = helper.make_model(graph, opset_imports=_opset_imports(encoder, decoder, opset),
+                              ir_version=max(encoder.ir_version, decoder.ir_version, 8))
+    model.functions.extend(_local_functions(encoder, decoder))
+    return model
+
+
+class _Nodes:
+    """Collects nodes and constants with fresh names, spelling reductions as the opset wants them."""
+
+    def __init__(self, opset: int):
+        self.opset, self.nodes, self.constants = opset, [], []
+
+    def _name(self, stem: str) -> str:
+        return f"scoring/{stem}_{len(self.nodes) + len(self.constants)}"
+
+    def add(self, op: str, inputs: list[str], outputs: list[str] | None = None, **attributes) -> str:
+        outputs = outputs or [self._name(op.lower())]
+        self.nodes.append(helper.make_node(op, inputs, outputs, **attributes))
+        return outputs[0]
+
+    def extend(self, nodes) -> None:
+        self.nodes.extend(nodes)
+
+    def const(self, value) -> str:
+        array = np.asarray(value, dtype=np.int64 if isinstance(value, list) else np.float32)
+        name = self._name("const")
+        self.constants.append(numpy_helper.from_array(array, name))
+        return name
+
+    def reduce(self, op: str, data: str, axis: int, keepdims: int = 0) -> str:
+        """ReduceSum takes axes as an input from opset 13, the other reductions from opset 18."""
+        if self.opset >= (13 if op == "ReduceSum" else 18):
+            return self.add(op, [data, self.const([axis])], keepdims=keepdims)
+        return self.add(op, [data], axes=[axis], keepdims=keepdims)
+
+    def log_sum_exp(self, values: str) -> str:
+        """(N, K) -> (N,): max + log sum exp(values - max), safe for log-weights far from zero."""
+        peak = self.reduce("ReduceMax", values, axis=1, keepdims=1)  # (N, 1)
+        total = self.reduce("ReduceSum", self.add("Exp", [self.add("Sub", [values, peak])]), axis=1)  # (N,)
+        return self.add("Add", [self.add("Log", [total]), self.add("Squeeze", [peak, self.const([1])])])
+
+
+def _default_opset(model: onnx.ModelProto) -> int:
+    return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 1)
+
+
+def _at_opset(model: onnx.ModelProto, opset: int) -> onnx.ModelProto:
+    if _default_opset(model) == opset:
+        return model
+    try:
+        return version_converter.convert_version(model, opset)
+    except Exception as exc:  # the converter raises several types
+        raise FusionError(f"cannot convert a graph from opset {_default_opset(model)} to {opset}: {exc}") from None
+
+
+def _opset_imports(encoder: onnx.ModelProto, decoder: onnx.ModelProto, opset: int) -> list:
+    versions = {"": opset}
+    for model in (encoder, decoder):
+        for entry in model.opset_import:
+            if entry.domain not in ("", "ai.onnx"):
+                versions[entry.domain] = max(versions.get(entry.domain, 0), entry.version)
+    return [helper.make_opsetid(domain, version) for domain, version in versions.items()]
+
+
+def _local_functions(encoder: onnx.ModelProto, decoder: onnx.ModelProto) -> list:
+    functions = {}
+    for function in [*encoder.functions, *decoder.functions]:
+        key = (function.domain, function.name, getattr(function, "overload", ""))
+        if key in functions and functions[key] != function:
+            raise FusionError(f"encoder and decoder define different local functions named {function.name!r}")
+        functions[key] = function
+    return list(functions.values())
