@@ -47,8 +47,8 @@ def importance_sampled_loglik(
     half_eps_sq = 0.5 * (eps**2).sum(-1)  # (k,)
     half_logvar = 0.5 * logvar.sum(-1)  # (N,)
     per_slice = max(1, work_elements // max(data_dim, latent_dim))  # (point, sample) pairs per decoder call
-    block = max(1, min(n, per_slice // k))
-    chunk = min(k, max(1, per_slice // block))
+    chunk = min(k, per_slice)  # slices of K depend on k alone, so a point's sums do not depend on its batch
+    block = max(1, min(n, per_slice // chunk))
     flat_x = x.reshape(n, 1, data_dim).astype(np.float64)  # (N, 1, D)
     results = []
     for start in range(0, n, block):

@@ -20,6 +20,9 @@ class Metrics:
                                     ["operation"], registry=self.registry)
         self.batch_size = Histogram("vae_batch_size", "Points (or draws) per request, by operation.",
                                     ["operation"], buckets=BATCH_BUCKETS, registry=self.registry)
+        self.coalesced = Histogram("vae_coalesced_requests", "Requests answered by one model run (dynamic "
+                                   "batching), by operation.", ["operation"], buckets=BATCH_BUCKETS,
+                                   registry=self.registry)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

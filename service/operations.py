@@ -1,10 +1,12 @@
 """The data plane: validate, consult the cache, compute. Plain Python; the routes only translate HTTP."""
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 import numpy as np
 from anyio import CapacityLimiter, to_thread
 
+from service.batching import DynamicBatcher, Outputs
 from service.cache import Cache, cache_key, pack, unpack
 from service.inputs import check_limit, check_probability_range, parse_batch
 from service.likelihood import (
@@ -18,6 +20,7 @@ from service.repository import LoadedModel, ModelRepository
 from service.settings import Settings
 
 Result = dict[str, np.ndarray]
+T = TypeVar("T")
 
 
 class VaeService:
@@ -26,6 +29,8 @@ class VaeService:
         self.repository, self.cache, self.settings, self.metrics = repository, cache, settings, metrics
         self.provider = provider  # the ONNX Runtime execution provider the sessions were asked to use
         self.compute_slots = CapacityLimiter(settings.compute_slots)  # bounds threads and memory in use
+        self.batcher = DynamicBatcher(settings.batch_max_points, settings.batch_wait_ms / 1000,
+                                      lambda operation, requests: metrics.coalesced.labels(operation).observe(requests))
 
     async def readiness(self) -> tuple[bool, dict]:
         """Ready when at least one model serves; the report names failed models and the cache's state."""
@@ -51,46 +56,52 @@ class VaeService:
         check_limit(len(batch) * samples, self.settings.max_encode_total_samples, "points x samples",
                     "VAE_MAX_ENCODE_TOTAL_SAMPLES")
 
-        def compute() -> Result:
-            mu, logvar = model.runtime.encode(batch)
+        async def compute() -> Result:
+            mu, logvar = await self._run_rows(model, ("encoder",), model.runtime.encode, batch, model.data_size)
             result = {"mu": mu, "logvar": logvar}
             if samples:
-                eps = latent_noise(seed, samples, model.manifest.latent_dim)  # (samples, L); fresh when seed is None
-                z = mu[:, None] + np.exp(0.5 * logvar)[:, None] * eps[None]  # (N, samples, L)
-                result["z"] = z.astype(np.float32)
+                def draw() -> np.ndarray:
+                    eps = latent_noise(seed, samples, model.manifest.latent_dim)  # (samples, L); fresh if no seed
+                    z = mu[:, None] + np.exp(0.5 * logvar)[:, None] * eps[None]  # (N, samples, L)
+                    return z.astype(np.float32)
+
+                result["z"] = await self._execute(draw, len(batch) * samples * model.manifest.latent_dim)
             return result
 
         cacheable = samples == 0 or seed is not None
         params = {"samples": samples, "seed": seed if samples else None}
-        work = batch.size + len(batch) * samples * model.manifest.latent_dim
-        return model.ref, await self._cached(model, "encode", params, (batch,), compute, cacheable, len(batch), work)
+        return model.ref, await self._cached(model, "encode", params, (batch,), compute, cacheable, len(batch))
 
     async def decode(self, reference: str | None, z: list) -> tuple[str, Result]:
         model = self.model(reference)
         latents = parse_batch(z, (model.manifest.latent_dim,), "z", self.settings.max_batch)
 
-        def compute() -> Result:
-            params = model.runtime.decode(latents)
+        async def compute() -> Result:
+            outputs = model.runtime.decoder_outputs
+            arrays = await self._run_rows(model, ("decoder",), lambda z: tuple(model.runtime.decode(z).values()),
+                                          latents, model.data_size)
+            params = dict(zip(outputs, arrays))
             return {"mean": expected_observation(params), **params}
 
-        work = len(latents) * model.data_size
-        return model.ref, await self._cached(model, "decode", {}, (latents,), compute, True, len(latents), work)
+        return model.ref, await self._cached(model, "decode", {}, (latents,), compute, True, len(latents))
 
     async def sample(self, reference: str | None, n: int, seed: int | None, temperature: float,
                      mode: str) -> tuple[str, Result]:
         model = self.model(reference)
         check_limit(n, self.settings.max_sample_n, "n", "VAE_MAX_SAMPLE_N")
 
-        def compute() -> Result:
+        def draw() -> Result:
             rng = np.random.default_rng(seed)
             z = (temperature * rng.standard_normal((n, model.manifest.latent_dim))).astype(np.float32)
             params = model.runtime.decode(z)
             x = expected_observation(params) if mode == "mean" else sample_observations(params, rng)
             return {"z": z, "x": x}
 
+        async def compute() -> Result:  # not batched: each request draws its own z from its own seed
+            return await self._execute(draw, n * model.data_size)
+
         params = {"n": n, "seed": seed, "temperature": temperature, "mode": mode}
-        return model.ref, await self._cached(model, "sample", params, (), compute, seed is not None, n,
-                                             n * model.data_size)
+        return model.ref, await self._cached(model, "sample", params, (), compute, seed is not None, n)
 
     async def loglik(self, reference: str | None, x: list, k: int, seed: int) -> tuple[str, Result]:
         model = self.model(reference)
@@ -98,13 +109,18 @@ class VaeService:
         check_limit(k, self.settings.max_k, "k", "VAE_MAX_K")
         check_limit(len(batch) * k, self.settings.max_loglik_samples, "points x k", "VAE_MAX_LOGLIK_SAMPLES")
 
-        def compute() -> Result:
-            estimate = importance_sampled_loglik(model.runtime, batch, k, seed, self._work_elements(model))
-            return {"loglik": estimate.loglik, "stderr": estimate.stderr, "elbo": estimate.elbo}
+        work_elements = self._work_elements(model)
 
-        params = {"k": k, "seed": seed}
-        return model.ref, await self._cached(model, "loglik", params, (batch,), compute, True, len(batch),
-                                             len(batch) * k * model.data_size)
+        def score(rows: np.ndarray) -> Outputs:
+            estimate = importance_sampled_loglik(model.runtime, rows, k, seed, work_elements)
+            return estimate.loglik, estimate.stderr, estimate.elbo
+
+        async def compute() -> Result:  # coalesced only with requests of the same k and seed: the same eps
+            arrays = await self._run_rows(model, ("loglik", k, seed), score, batch, k * model.data_size)
+            return dict(zip(("loglik", "stderr", "elbo"), arrays))
+
+        return model.ref, await self._cached(model, "loglik", {"k": k, "seed": seed}, (batch,), compute, True,
+                                             len(batch))
 
     def _work_elements(self, model: LoadedModel) -> int:
         scorer = model.runtime.scorer
@@ -112,8 +128,8 @@ class VaeService:
         return self.settings.cuda_work_elements if on_cuda else self.settings.work_elements
 
     async def _cached(self, model: LoadedModel, operation: str, params: dict, arrays: tuple[np.ndarray, ...],
-                      compute: Callable[[], Result], cacheable: bool, batch_size: int, work: int) -> Result:
-        """The cached result, or compute it: inline when `work` (values touched) is small, else in a thread."""
+                      compute: Callable[[], Awaitable[Result]], cacheable: bool, batch_size: int) -> Result:
+        """The cached result, or compute it and cache it."""
         self.metrics.batch_size.labels(operation).observe(batch_size)
         key = cache_key(model.digest, operation, params, arrays) if cacheable else None
         if key is not None:
@@ -127,12 +143,26 @@ class VaeService:
                     self.metrics.cache_hits.labels(operation).inc()
                     return result
             self.metrics.cache_misses.labels(operation).inc()
-        if work <= self.settings.inline_work_elements:
-            result = compute()
-        else:
-            result = await to_thread.run_sync(compute, limiter=self.compute_slots)
+        result = await compute()
         if key is not None:
             value = pack(result)
             if len(value) <= self.settings.cache_max_value_bytes:
                 await self.cache.set(key, value)
         return result
+
+    async def _run_rows(self, model: LoadedModel, run: tuple, function: Callable[[np.ndarray], Outputs],
+                        rows: np.ndarray, work_per_row: int) -> Outputs:
+        """function(rows), coalesced with concurrent requests for the same (model, run) when batching is on."""
+
+        async def execute(batch: np.ndarray) -> Outputs:
+            return await self._execute(lambda: function(batch), len(batch) * work_per_row)
+
+        if not self.settings.batching:
+            return await execute(rows)
+        return await self.batcher.submit((model.ref, model.digest, *run), run[0], rows, execute)
+
+    async def _execute(self, function: Callable[[], T], work: int) -> T:
+        """Inline when `work` (values touched) is small, a thread hop costing more; else in a worker thread."""
+        if work <= self.settings.inline_work_elements:
+            return function()
+        return await to_thread.run_sync(function, limiter=self.compute_slots)

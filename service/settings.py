@@ -45,6 +45,12 @@ class Settings(BaseSettings):
     inline_work_elements: int = Field(
         65536, ge=0, description="Computations over at most this many values run on the event loop (a thread "
         "hop costs more than they do); larger ones go to a worker thread.")
+    batching: bool = Field(True, description="Coalesce concurrent requests for the same model run into one.")
+    batch_wait_ms: float = Field(
+        0.0, ge=0, le=1000, description="How long a request waits for others to join its run; 0: only those that "
+        "arrive while the event loop is busy join, so an idle service adds no delay.")
+    batch_max_points: int = Field(256, ge=1, description="Most rows in one coalesced run (one request is never "
+                                  "split; a larger one runs alone).")
     host: str = Field("127.0.0.1", description="Address `make serve` binds.")
     port: int = Field(8000, ge=1, le=65535, description="Port `make serve` binds.")
     workers: int = Field(1, ge=1, description="Server processes; each loads every model.")

@@ -1,0 +1,83 @@
+"""Dynamic batching: concurrent requests for the same run (model, graph, parameters) are coalesced into one
+run over their rows, and the outputs are split back per request.
+
+A queue flushes on the next turn of the event loop (VAE_BATCH_WAIT_MS = 0) or after that wait, and at once
+when it holds VAE_BATCH_MAX_POINTS rows. With no wait, an idle service answers a lone request without delay:
+what coalesces is what arrived while the loop was busy. A request is never split across two runs.
+"""
+
+import asyncio
+from collections.abc import Awaitable, Callable, Hashable
+
+import numpy as np
+
+Outputs = tuple[np.ndarray, ...]  # each (rows, ...)
+Run = Callable[[np.ndarray], Awaitable[Outputs]]
+
+
+class DynamicBatcher:
+    def __init__(self, max_points: int, max_wait_s: float, on_run: Callable[[str, int], None] | None = None):
+        self.max_points, self.max_wait_s = max_points, max_wait_s
+        self.on_run = on_run  # (operation, requests coalesced): for metrics
+        self._queues: dict[Hashable, _Queue] = {}  # only keys with requests waiting: bounded by concurrency
+        self._running: set[asyncio.Task] = set()
+
+    async def submit(self, key: Hashable, operation: str, rows: np.ndarray, run: Run) -> Outputs:
+        """rows (n, ...) -> run's outputs for these rows; requests with equal keys must have equivalent runs."""
+        queue = self._queues.get(key)
+        if queue is not None and queue.rows + len(rows) > self.max_points:
+            self._flush(key)  # this request would overfill the run: start it without, and a new queue
+            queue = None
+        if queue is None:
+            queue = self._queues[key] = _Queue(operation, run)
+        future = asyncio.get_running_loop().create_future()
+        queue.items.append((rows, future))
+        queue.rows += len(rows)
+        if queue.rows >= self.max_points:
+            self._flush(key)
+        elif queue.timer is None:
+            loop = asyncio.get_running_loop()
+            queue.timer = (loop.call_later(self.max_wait_s, self._flush, key) if self.max_wait_s > 0
+                           else loop.call_soon(self._flush, key))
+        return await future
+
+    def _flush(self, key: Hashable) -> None:
+        queue = self._queues.pop(key, None)
+        if queue is None:
+            return  # flushed already, when it filled up
+        if queue.timer is not None:
+            queue.timer.cancel()
+        task = asyncio.ensure_future(self._run(queue))
+        self._running.add(task)  # the loop keeps only weak references to tasks
+        task.add_done_callback(self._running.discard)
+
+    async def _run(self, queue: "_Queue") -> None:
+        group = queue.items
+        arrays = [rows for rows, _ in group]
+        batch = arrays[0] if len(arrays) == 1 else np.concatenate(arrays)
+        if self.on_run is not None:
+            self.on_run(queue.operation, len(group))
+        try:
+            outputs = await queue.run(batch)
+        except Exception as exc:  # every request of the run gets the run's error
+            for _, future in group:
+                if not future.done():
+                    future.set_exception(exc)
+            return
+        except BaseException:  # cancelled (shutdown): nobody waits forever
+            for _, future in group:
+                future.cancel()
+            raise
+        start = 0
+        for rows, future in group:
+            if not future.done():  # a client that went away leaves a cancelled future
+                future.set_result(tuple(output[start : start + len(rows)] for output in outputs))
+            start += len(rows)
+
+
+class _Queue:
+    def __init__(self, operation: str, run: Run):
+        self.operation, self.run = operation, run
+        self.items: list[tuple[np.ndarray, asyncio.Future]] = []
+        self.rows = 0
+        self.timer: asyncio.Handle | None = None
