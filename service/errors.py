@@ -9,6 +9,16 @@ class ServiceError(Exception):
         self.detail = detail
 
 
+class UnreadableBody(ServiceError):
+    """The body cannot be read at all: not JSON, not a .npy array, a media type the API does not take."""
+
+    status_code = 400
+
+
+class UnsupportedMediaType(ServiceError):
+    status_code = 415
+
+
 class InvalidInput(ServiceError):
     """The request is well-formed JSON but its values cannot be used."""
 

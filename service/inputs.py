@@ -9,11 +9,13 @@ from service.errors import InvalidInput, LimitExceeded
 NUMERIC_KINDS = "biuf"  # bool, int, unsigned, float
 
 
-def parse_batch(values: list, point_shape: tuple[int, ...], field: str, max_batch: int) -> np.ndarray:
-    """A list of points, each nested as point_shape or flat -> (N, *point_shape) float32."""
+def parse_batch(values: list | np.ndarray, point_shape: tuple[int, ...], field: str, max_batch: int) -> np.ndarray:
+    """A list (JSON) or array (.npy) of points, each shaped as point_shape or flat -> (N, *point_shape) float32."""
     size = math.prod(point_shape)
     expected = f"{list(point_shape)}" + (f" (or {size} numbers flat)" if len(point_shape) > 1 else "")
-    if not isinstance(values, list) or not values:
+    if isinstance(values, np.ndarray) and values.ndim == 0:
+        raise InvalidInput(f"{field}: a single number; send an array [N, *{list(point_shape)}] of points")
+    if not isinstance(values, list | np.ndarray) or not len(values):
         raise InvalidInput(f"{field}: empty batch; send a list of 1 to {max_batch} points, each {expected}")
     if len(values) > max_batch:
         raise LimitExceeded(f"{field}: {len(values)} points; at most {max_batch} per request (VAE_MAX_BATCH)")

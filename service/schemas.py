@@ -30,18 +30,26 @@ class Request(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
 
-class EncodeRequest(Request):
+# Each request is its parameters plus its array; with an application/x-npy body the array is the body and the
+# parameters travel in the query string.
+class EncodeParams(Request):
     model: str | None = ModelField
-    x: Points = Batch
     samples: int = Field(0, ge=0, description="Draws of z ~ q(z|x) per point, returned as z [N][samples][D].")
     seed: int | None = SeedField
+
+
+class EncodeRequest(EncodeParams):
+    x: Points = Batch
 
     model_config = ConfigDict(extra="forbid", strict=True, json_schema_extra={
         "examples": [{"model": "digits", "x": [[0.1] * 64], "samples": 2, "seed": 7}]})
 
 
-class DecodeRequest(Request):
+class DecodeParams(Request):
     model: str | None = ModelField
+
+
+class DecodeRequest(DecodeParams):
     z: Latents = Field(..., description="A batch of latent points, [N][latent_dim].")
 
     model_config = ConfigDict(extra="forbid", strict=True, json_schema_extra={
@@ -59,11 +67,14 @@ class SampleRequest(Request):
         "examples": [{"model": "digits", "n": 2, "seed": 0, "temperature": 1.0, "mode": "mean"}]})
 
 
-class LoglikRequest(Request):
+class LoglikParams(Request):
     model: str | None = ModelField
-    x: Points = Batch
     k: int = Field(1000, ge=1, description="Importance samples per data point.")
     seed: int = Field(0, ge=0, le=MAX_SEED, description="Seed of the importance samples.")
+
+
+class LoglikRequest(LoglikParams):
+    x: Points = Batch
 
     model_config = ConfigDict(extra="forbid", strict=True, json_schema_extra={
         "examples": [{"model": "digits-binary", "x": [[0, 1] * 32], "k": 1000, "seed": 0}]})

@@ -1,20 +1,31 @@
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request, Response
 
 from service.inputs import parse_csv_point
 from service.responses import ArrayJSONResponse
+from service.routes.bodies import binary_response, body_documentation, read_request, respond
 from service.routes.deps import ERRORS, ServiceDep
-from service.schemas import MAX_SEED, MODEL_PATTERN, LoglikPointResponse, LoglikRequest, LoglikResponse
+from service.schemas import (
+    MAX_SEED,
+    MODEL_PATTERN,
+    LoglikParams,
+    LoglikPointResponse,
+    LoglikRequest,
+    LoglikResponse,
+)
 
 router = APIRouter(tags=["likelihood"], responses=ERRORS)
 
 
-@router.post("/loglik", response_model=LoglikResponse)
-async def score_batch(body: LoglikRequest, service: ServiceDep) -> ArrayJSONResponse:
+@router.post("/loglik", response_model=LoglikResponse,
+             responses=binary_response("loglik, stderr and elbo as arrays, k as a number, model as a string."),
+             openapi_extra=body_documentation(LoglikRequest, "x", "The points to score, as JSON or .npy."))
+async def score_batch(request: Request, service: ServiceDep) -> Response:
     """Importance-sampled log p(x) per point, with its standard error and the ELBO."""
-    model, result = await service.loglik(body.model, body.x, body.k, body.seed)
-    return ArrayJSONResponse({"model": model, "k": body.k, **result})
+    params, x = await read_request(request, LoglikParams, LoglikRequest, "x")
+    model, result = await service.loglik(params.model, x, params.k, params.seed)
+    return respond(request, {"model": model, "k": params.k, **result})
 
 
 @router.get("/loglik", response_model=LoglikPointResponse)

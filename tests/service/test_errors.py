@@ -60,7 +60,7 @@ def test_json_nan_and_infinity_tokens(client, token):
 
 def test_malformed_json(client):
     response = client.post("/loglik", content="{x: [", headers={"content-type": "application/json"})
-    assert response.status_code == 422 and "JSON decode error" in response.json()["detail"]
+    assert response.status_code == 400 and "body: not valid JSON" in response.json()["detail"]
 
 
 @pytest.mark.parametrize(

@@ -17,6 +17,7 @@ from schemathesis.checks import allow_header_conformance, positive_data_acceptan
 from service.app import create_app
 from service.settings import PROJECT_ROOT, Settings
 
+schemathesis.serializer.alias("application/x-npy", "application/octet-stream")  # raw bytes: the parser's fuzz
 app = create_app(Settings(model_repository=PROJECT_ROOT / "models"))
 schema = schemathesis.openapi.from_asgi("/openapi.json", app)
 schema.config.generation.update(modes=list(GenerationMode))
