@@ -12,24 +12,30 @@ from collections.abc import Awaitable, Callable, Hashable
 import numpy as np
 
 Outputs = tuple[np.ndarray, ...]  # each (rows, ...)
-Run = Callable[[np.ndarray], Awaitable[Outputs]]
+Run = Callable[[np.ndarray], Outputs]
+Offload = Callable[[Callable[[], Outputs]], Awaitable[Outputs]]
 
 
 class DynamicBatcher:
-    def __init__(self, max_points: int, max_wait_s: float, on_run: Callable[[str, int], None] | None = None):
+    """A run over at most `inline_work` values runs inside the flush itself (a task would cost more than the
+    run); a larger one is handed to `offload` (a worker thread)."""
+
+    def __init__(self, max_points: int, max_wait_s: float, inline_work: int, offload: Offload,
+                 on_run: Callable[[str, int], None] | None = None):
         self.max_points, self.max_wait_s = max_points, max_wait_s
+        self.inline_work, self.offload = inline_work, offload
         self.on_run = on_run  # (operation, requests coalesced): for metrics
         self._queues: dict[Hashable, _Queue] = {}  # only keys with requests waiting: bounded by concurrency
         self._running: set[asyncio.Task] = set()
 
-    async def submit(self, key: Hashable, operation: str, rows: np.ndarray, run: Run) -> Outputs:
+    async def submit(self, key: Hashable, operation: str, rows: np.ndarray, run: Run, work_per_row: int) -> Outputs:
         """rows (n, ...) -> run's outputs for these rows; requests with equal keys must have equivalent runs."""
         queue = self._queues.get(key)
         if queue is not None and queue.rows + len(rows) > self.max_points:
             self._flush(key)  # this request would overfill the run: start it without, and a new queue
             queue = None
         if queue is None:
-            queue = self._queues[key] = _Queue(operation, run)
+            queue = self._queues[key] = _Queue(operation, run, work_per_row)
         future = asyncio.get_running_loop().create_future()
         queue.items.append((rows, future))
         queue.rows += len(rows)
@@ -47,37 +53,52 @@ class DynamicBatcher:
             return  # flushed already, when it filled up
         if queue.timer is not None:
             queue.timer.cancel()
-        task = asyncio.ensure_future(self._run(queue))
+        arrays = [rows for rows, _ in queue.items]
+        batch = arrays[0] if len(arrays) == 1 else np.concatenate(arrays)
+        if self.on_run is not None:
+            self.on_run(queue.operation, len(queue.items))
+        if len(batch) * queue.work_per_row <= self.inline_work:
+            try:
+                outputs = queue.run(batch)
+            except Exception as exc:  # every request of the run gets the run's error
+                self._fail(queue, exc)
+            else:
+                self._resolve(queue, outputs)
+            return
+        task = asyncio.ensure_future(self._offload(queue, batch))
         self._running.add(task)  # the loop keeps only weak references to tasks
         task.add_done_callback(self._running.discard)
 
-    async def _run(self, queue: "_Queue") -> None:
-        group = queue.items
-        arrays = [rows for rows, _ in group]
-        batch = arrays[0] if len(arrays) == 1 else np.concatenate(arrays)
-        if self.on_run is not None:
-            self.on_run(queue.operation, len(group))
+    async def _offload(self, queue: "_Queue", batch: np.ndarray) -> None:
         try:
-            outputs = await queue.run(batch)
-        except Exception as exc:  # every request of the run gets the run's error
-            for _, future in group:
-                if not future.done():
-                    future.set_exception(exc)
-            return
+            outputs = await self.offload(lambda: queue.run(batch))
+        except Exception as exc:
+            self._fail(queue, exc)
         except BaseException:  # cancelled (shutdown): nobody waits forever
-            for _, future in group:
+            for _, future in queue.items:
                 future.cancel()
             raise
+        else:
+            self._resolve(queue, outputs)
+
+    @staticmethod
+    def _fail(queue: "_Queue", exc: Exception) -> None:
+        for _, future in queue.items:
+            if not future.done():
+                future.set_exception(exc)
+
+    @staticmethod
+    def _resolve(queue: "_Queue", outputs: Outputs) -> None:
         start = 0
-        for rows, future in group:
+        for rows, future in queue.items:
             if not future.done():  # a client that went away leaves a cancelled future
                 future.set_result(tuple(output[start : start + len(rows)] for output in outputs))
             start += len(rows)
 
 
 class _Queue:
-    def __init__(self, operation: str, run: Run):
-        self.operation, self.run = operation, run
+    def __init__(self, operation: str, run: Run, work_per_row: int):
+        self.operation, self.run, self.work_per_row = operation, run, work_per_row
         self.items: list[tuple[np.ndarray, asyncio.Future]] = []
         self.rows = 0
         self.timer: asyncio.Handle | None = None

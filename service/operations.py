@@ -17,6 +17,7 @@ from service.likelihood import (
 )
 from service.metrics import Metrics
 from service.repository import LoadedModel, ModelRepository
+from service.runtime import CUDA
 from service.settings import Settings
 
 Result = dict[str, np.ndarray]
@@ -29,8 +30,11 @@ class VaeService:
         self.repository, self.cache, self.settings, self.metrics = repository, cache, settings, metrics
         self.provider = provider  # the ONNX Runtime execution provider the sessions were asked to use
         self.compute_slots = CapacityLimiter(settings.compute_slots)  # bounds threads and memory in use
-        self.batcher = DynamicBatcher(settings.batch_max_points, settings.batch_wait_ms / 1000,
-                                      lambda operation, requests: metrics.coalesced.labels(operation).observe(requests))
+        self.batching = settings.batching == "on" or (settings.batching == "auto" and provider == CUDA)
+        self.batcher = DynamicBatcher(
+            settings.batch_max_points, settings.batch_wait_ms / 1000, settings.inline_work_elements,
+            lambda function: to_thread.run_sync(function, limiter=self.compute_slots),
+            lambda operation, requests: metrics.coalesced.labels(operation).observe(requests))
 
     async def readiness(self) -> tuple[bool, dict]:
         """Ready when at least one model serves; the report names failed models and the cache's state."""
@@ -153,13 +157,9 @@ class VaeService:
     async def _run_rows(self, model: LoadedModel, run: tuple, function: Callable[[np.ndarray], Outputs],
                         rows: np.ndarray, work_per_row: int) -> Outputs:
         """function(rows), coalesced with concurrent requests for the same (model, run) when batching is on."""
-
-        async def execute(batch: np.ndarray) -> Outputs:
-            return await self._execute(lambda: function(batch), len(batch) * work_per_row)
-
-        if not self.settings.batching:
-            return await execute(rows)
-        return await self.batcher.submit((model.ref, model.digest, *run), run[0], rows, execute)
+        if not self.batching:
+            return await self._execute(lambda: function(rows), len(rows) * work_per_row)
+        return await self.batcher.submit((model.ref, model.digest, *run), run[0], rows, function, work_per_row)
 
     async def _execute(self, function: Callable[[], T], work: int) -> T:
         """Inline when `work` (values touched) is small, a thread hop costing more; else in a worker thread."""

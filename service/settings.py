@@ -45,7 +45,10 @@ class Settings(BaseSettings):
     inline_work_elements: int = Field(
         65536, ge=0, description="Computations over at most this many values run on the event loop (a thread "
         "hop costs more than they do); larger ones go to a worker thread.")
-    batching: bool = Field(True, description="Coalesce concurrent requests for the same model run into one.")
+    batching: Literal["auto", "on", "off"] = Field(
+        "auto", description="Coalesce concurrent requests for the same model run into one. auto: on with CUDA, "
+        "where a run's launch costs far more than a row; off on the CPU, where waiting costs a small model more "
+        "than it saves (docs/BENCHMARKS.md).")
     batch_wait_ms: float = Field(
         0.0, ge=0, le=1000, description="How long a request waits for others to join its run; 0: only those that "
         "arrive while the event loop is busy join, so an idle service adds no delay.")

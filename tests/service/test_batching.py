@@ -39,8 +39,8 @@ def spy_rows(runtime, role):
 
 
 def test_concurrent_encodes_run_once_and_match_unbatched_results_bit_for_bit(repository, make_client):
-    batched = make_client(repository, cache_max_entries=1)
-    alone = make_client(repository, batching=False)
+    batched = make_client(repository, cache_max_entries=1, batching="on")
+    alone = make_client(repository, batching="off")
     service = batched.app.state.service
     rows_seen = spy_rows(service.repository.loaded["linear"][1].runtime, "encode")
     points = np.random.default_rng(0).standard_normal((16, 5)).tolist()
@@ -55,8 +55,8 @@ def test_concurrent_encodes_run_once_and_match_unbatched_results_bit_for_bit(rep
 
 @pytest.mark.parametrize("graph", ["separate", "fused"])
 def test_loglik_coalesces_only_requests_with_the_same_k_and_seed(repository, make_client, graph):
-    batched = make_client(repository, loglik_graph=graph)
-    alone = make_client(repository, loglik_graph=graph, batching=False)
+    batched = make_client(repository, loglik_graph=graph, batching="on")
+    alone = make_client(repository, loglik_graph=graph, batching="off")
     service = batched.app.state.service
     x = np.random.default_rng(1).standard_normal((6, 5))
     requests = [(x[i : i + 1].tolist(), 300, i % 2) for i in range(6)]  # two seeds: two runs
@@ -68,7 +68,7 @@ def test_loglik_coalesces_only_requests_with_the_same_k_and_seed(repository, mak
 
 
 def test_a_run_holds_at_most_batch_max_points_and_never_splits_a_request(repository, make_client):
-    client = make_client(repository, batch_max_points=8)
+    client = make_client(repository, batch_max_points=8, batching="on")
     service = client.app.state.service
     rows_seen = spy_rows(service.repository.loaded["linear"][1].runtime, "decode")
     sizes = [3, 3, 3, 3, 12, 1]
@@ -82,7 +82,7 @@ def test_a_run_holds_at_most_batch_max_points_and_never_splits_a_request(reposit
 
 
 def test_a_wait_lets_late_requests_join_the_run(repository, make_client):
-    client = make_client(repository, batch_wait_ms=300)
+    client = make_client(repository, batch_wait_ms=300, batching="on")
     service = client.app.state.service
 
     def late(delay, point):
@@ -96,7 +96,7 @@ def test_a_wait_lets_late_requests_join_the_run(repository, make_client):
 
 
 def test_a_failing_run_fails_every_request_in_it(repository, make_client):
-    client = make_client(repository)
+    client = make_client(repository, batching="on")
     service = client.app.state.service
     runtime = service.repository.loaded["linear"][1].runtime
 
@@ -111,15 +111,21 @@ def test_a_failing_run_fails_every_request_in_it(repository, make_client):
     assert response.status_code == 500 and "linear:1" in response.json()["detail"]
 
 
-def test_the_batcher_splits_outputs_back_in_order():
+@pytest.mark.parametrize("inline_work", [10**6, 0])  # run inside the flush, or offloaded
+def test_the_batcher_splits_outputs_back_in_order(inline_work):
     async def scenario():
-        batcher = DynamicBatcher(max_points=100, max_wait_s=0)
+        async def offload(function):
+            return function()
 
-        async def double(rows):
-            return rows * 2, rows.sum(axis=1)
-
-        calls = [batcher.submit("key", "op", np.full((n, 2), n, float), double) for n in (1, 2, 3)]
+        batcher = DynamicBatcher(max_points=100, max_wait_s=0, inline_work=inline_work, offload=offload)
+        calls = [batcher.submit("key", "op", np.full((n, 2), n, float), lambda rows: (rows * 2, rows.sum(axis=1)), 2)
+                 for n in (1, 2, 3)]
         return await asyncio.gather(*calls)
 
     for n, (doubled, sums) in zip((1, 2, 3), asyncio.run(scenario())):
         assert doubled.shape == (n, 2) and (doubled == 2 * n).all() and (sums == 2 * n).all()
+
+
+def test_auto_batches_on_cuda_only(repository, make_client):
+    service = make_client(repository).app.state.service
+    assert service.batching == (service.provider == "CUDAExecutionProvider")

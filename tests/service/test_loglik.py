@@ -100,7 +100,7 @@ def test_concurrent_requests_share_the_compute_slots(repository, make_client):
     from concurrent.futures import ThreadPoolExecutor
 
     client = make_client(repository, compute_slots=2, inline_work_elements=0, loglik_graph="separate",
-                         batching=False)  # each request its own computation
+                         batching="off")  # each request its own computation
     runtime = client.app.state.service.repository.loaded["linear"][2].runtime
     real_decode, lock, state = runtime.decode, threading.Lock(), {"now": 0, "most": 0}
 
