@@ -1,6 +1,6 @@
 """In-process computation vs the same work through HTTP, for /encode and /loglik on the shipped models.
 
-    .venv/bin/python bench/serving.py [--seconds 1.0] [--output docs/BENCHMARKS.md]
+    .venv/bin/python bench/serving.py [--seconds 1.0]
 
 Starts `python -m service` on a free loopback port (in-process cache; every request carries fresh data, so
 none is answered from the cache), then times each case in both ways, side by side, in one run.
@@ -24,15 +24,14 @@ import onnxruntime as ort
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.report import replace_section  # noqa: E402
 from modelrepo import load_manifest  # noqa: E402
-from modelrepo.files import write_atomic  # noqa: E402
 from service.likelihood import importance_sampled_loglik  # noqa: E402
 from service.runtime import CPU, ModelRuntime  # noqa: E402
 from service.settings import Settings  # noqa: E402
 
 ENCODE_BATCHES = (1, 64, 256)
 LOGLIK_CASES = ((1, 100), (1, 1000), (64, 100), (64, 1000), (256, 1000))
-MARKER = "<!-- serving-benchmark -->"
 
 
 def timed(call, payloads, seconds: float) -> tuple[float, int]:
@@ -74,13 +73,12 @@ def start_server(port: int) -> subprocess.Popen:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=1.0, help="time per case and side")
-    parser.add_argument("--output", type=Path, default=ROOT / "docs" / "BENCHMARKS.md")
     args = parser.parse_args()
     settings = Settings()
     runtimes = {}
     for name in ("digits", "digits-binary"):
         folder = settings.model_repository / name / "1"
-        runtimes[name] = ModelRuntime(folder, load_manifest(folder), [CPU])
+        runtimes[name] = ModelRuntime(folder, load_manifest(folder), [CPU], loglik_graph=settings.loglik_graph)
     rng = np.random.default_rng(0)
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -119,17 +117,12 @@ def main() -> None:
     machine = (f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
                f"ONNX Runtime {ort.__version__} (CPU provider), one uvicorn worker, one sequential httpx client "
                "(its own overhead is in the HTTP column)")
-    section = (f"{MARKER}\n## In process vs through HTTP\n\n`python bench/serving.py` on "
+    section = (f"## In process vs through HTTP\n\n`python bench/serving.py` on "
                f"{datetime.date.today().isoformat()}: {machine}. Each figure is the mean time per call over "
                f"{args.seconds:g} s of calls after a warm-up; both sides ran in the same run. In process = the "
                "runtime and likelihood code the service calls, without HTTP, JSON or the cache.\n\n" + table + "\n")
     print(table)
-    output = args.output
-    existing = output.read_text() if output.exists() else "# Benchmarks\n"
-    head = existing.split(MARKER)[0].rstrip() + "\n\n"
-    write_atomic(output, (head + section).encode())
-    print(f"wrote {output}")
-
+    replace_section("serving", section)
 
 if __name__ == "__main__":
     main()

@@ -48,7 +48,7 @@ class FailedModel:
 
 
 class ModelRepository:
-    def __init__(self, root: Path, providers: list[str], threads: int = 0, loglik_graph: str = "auto",
+    def __init__(self, root: Path, providers: list[str], threads: int = 0, loglik_graph: str = "fused",
                  precision: str = "fp32"):
         self.root = Path(root)
         self.runtime_options = {"threads": threads, "loglik_graph": loglik_graph, "precision": precision}

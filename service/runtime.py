@@ -59,19 +59,12 @@ def providers_for(device: str) -> list[str]:
     return [CPU]
 
 
-def scoring_graph_for(setting: str, provider: str) -> str:
-    """VAE_LOGLIK_GRAPH: auto is the fused graph on CUDA and the float64 two-graph path on the CPU."""
-    if setting == "auto":
-        return "fused" if provider == CUDA else "separate"
-    return setting
-
-
 class ModelRuntime:
     """encoder: x [N, *data_shape] -> mu, logvar [N, L]; decoder: z [N, L] -> likelihood parameters;
     and, when asked for, the fused scoring graph derived from both (service.fusion)."""
 
     def __init__(self, folder: Path, manifest: Manifest, providers: list[str], threads: int = 0,
-                 loglik_graph: str = "auto", precision: str = "fp32"):
+                 loglik_graph: str = "fused", precision: str = "fp32"):
         options = ort.SessionOptions()
         options.log_severity_level = QUIET
         options.intra_op_num_threads = threads
@@ -85,7 +78,7 @@ class ModelRuntime:
         self._smoke_test()
         self.scorer: FusedScorer | None = None
         self.scoring = "separate"  # what GET /models reports: "fused (fp32)", or "separate" and why
-        if scoring_graph_for(loglik_graph, self.provider) == "fused":
+        if loglik_graph == "fused":
             self._fuse(folder, options, providers, precision)
 
     def _fuse(self, folder: Path, options: ort.SessionOptions, providers: list[str], precision: str) -> None:

@@ -34,10 +34,10 @@ class Settings(BaseSettings):
     work_elements: int = Field(1 << 22, ge=1024, description="Samples x data values alive at once in /loglik.")
     cuda_work_elements: int = Field(
         1 << 26, ge=1024, description="The same bound for the fused graph on CUDA, where large runs pay off.")
-    loglik_graph: Literal["auto", "fused", "separate"] = Field(
-        "auto", description="/loglik on one fused graph per model (float32, on the device: encoder, decoder, "
-        "likelihood and log-mean-exp) or on the two graphs with the likelihood in float64 on the host; auto: "
-        "fused on CUDA, separate on the CPU.")
+    loglik_graph: Literal["fused", "separate"] = Field(
+        "fused", description="/loglik on one fused graph per model (encoder, decoder, likelihood and log-mean-exp "
+        "in float32 on the device; a model whose graphs cannot be joined falls back, and GET /models says why), "
+        "or on the two graphs with the likelihood in float64 on the host (slower; docs/BENCHMARKS.md).")
     loglik_precision: Literal["fp32", "fp16"] = Field(
         "fp32", description="Arithmetic of the decoder inside the fused graph; fp16 is faster on GPUs and less "
         "exact (docs/BENCHMARKS.md gives the difference in nats).")
