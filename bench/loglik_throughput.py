@@ -16,7 +16,6 @@ import datetime
 import io
 import os
 import platform
-import socket
 import sys
 import time
 from pathlib import Path
@@ -29,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.report import replace_section  # noqa: E402
-from bench.serving import start_server  # noqa: E402
+from bench.serving import start_server_on_free_port  # noqa: E402
 from modelrepo import load_manifest  # noqa: E402
 from service.likelihood import importance_sampled_loglik  # noqa: E402
 from service.runtime import ModelRuntime, providers_for  # noqa: E402
@@ -80,12 +79,9 @@ def measure(repository: Path, points: int, k: int, seconds: float) -> None:
         answers[label] = answer.loglik
         rows.append((label, speed, runtime.scoring))
     reference = answers["two graphs, float64 likelihood on the host"]
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
     os.environ.update(VAE_MODEL_REPOSITORY=str(repository), VAE_DEFAULT_MODEL=NAME, VAE_LOGLIK_GRAPH="fused",
                       VAE_MAX_K=str(max(k, 10000)), VAE_MAX_LOGLIK_SAMPLES=str(max(points * k, 2_000_000)))
-    server = start_server(port)
+    server, port = start_server_on_free_port()
     try:
         buffer = io.BytesIO()
         np.save(buffer, x)

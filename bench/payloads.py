@@ -13,7 +13,6 @@ import datetime
 import io
 import os
 import platform
-import socket
 import sys
 import time
 from pathlib import Path
@@ -26,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.report import replace_section  # noqa: E402
-from bench.serving import start_server  # noqa: E402
+from bench.serving import start_server_on_free_port  # noqa: E402
 
 BATCH = 256
 CASES = (  # path, model, array field, query parameters, data maker
@@ -71,10 +70,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=2.0, help="time per case and format")
     args = parser.parse_args()
     rng = np.random.default_rng(0)
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = start_server(port)
+    server, port = start_server_on_free_port()
     rows = []
     try:
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=120) as client:

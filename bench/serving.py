@@ -70,6 +70,14 @@ def start_server(port: int) -> subprocess.Popen:
     raise RuntimeError("the service did not become ready")
 
 
+def start_server_on_free_port() -> tuple[subprocess.Popen, int]:
+    """`python -m service` on a free loopback port (the environment's VAE_* settings apply), once ready."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    return start_server(port), port
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=1.0, help="time per case and side")
@@ -80,10 +88,7 @@ def main() -> None:
         folder = settings.model_repository / name / "1"
         runtimes[name] = ModelRuntime(folder, load_manifest(folder), [CPU], loglik_graph=settings.loglik_graph)
     rng = np.random.default_rng(0)
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = start_server(port)
+    server, port = start_server_on_free_port()
     rows = []
     try:
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=120) as client:

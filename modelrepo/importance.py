@@ -17,6 +17,11 @@ class ImportanceEstimate:
     stderr: np.ndarray  # (N,) float64
     elbo: np.ndarray  # (N,) float64
 
+    @classmethod
+    def concatenate(cls, parts: list["ImportanceEstimate"]) -> "ImportanceEstimate":
+        """Estimates of consecutive blocks of points -> one estimate over all of them."""
+        return cls(*(np.concatenate([getattr(p, f) for p in parts]) for f in ("loglik", "stderr", "elbo")))
+
 
 class LogMeanExpAccumulator:
     def __init__(self, n_points: int):

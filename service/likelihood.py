@@ -64,7 +64,7 @@ def importance_sampled_loglik(
             log_prior_ratio = -0.5 * (z**2).sum(-1) + half_logvar[rows, None] + half_eps_sq[None, s : s + c]
             accumulator.add(log_px_given_z(flat_x[rows], params) + log_prior_ratio)
         results.append(accumulator.result())
-    return ImportanceEstimate(*(np.concatenate(arrays) for arrays in zip(*(vars(r).values() for r in results))))
+    return ImportanceEstimate.concatenate(results)
 
 
 def sigmoid(logits: np.ndarray) -> np.ndarray:

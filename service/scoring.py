@@ -41,7 +41,7 @@ class FusedScorer:
                 self._run(binding, len(rows))
                 accumulator.add_sums(*binding.copy_outputs_to_cpu(), count=eps_slice.shape()[0])
             results.append(accumulator.result())
-        return ImportanceEstimate(*(np.concatenate(arrays) for arrays in zip(*(vars(r).values() for r in results))))
+        return ImportanceEstimate.concatenate(results)
 
     def _upload(self, array: np.ndarray) -> ort.OrtValue:
         return ort.OrtValue.ortvalue_from_numpy(array, self.device, 0)
