@@ -1,12 +1,19 @@
-"""`python -m service`: serve the model repository with uvicorn, configured by the VAE_* settings."""
+"""`python -m service`: serve the model repository with uvicorn, configured by the VAE_* settings.
+
+The connection guard (service.protocol) adds the header and body timeouts and size limits uvicorn lacks.
+SIGTERM (and Ctrl-C) stop accepting, let requests in flight finish for up to VAE_DRAIN_TIMEOUT_S, stop the
+rest, and exit 0: what `docker compose stop` and Kubernetes expect of a clean shutdown.
+"""
 
 import copy
+import signal
 import sys
 
 import uvicorn
 from pydantic import ValidationError
 from uvicorn.config import LOGGING_CONFIG
 
+from service.protocol import GuardedHttpToolsProtocol
 from service.settings import Settings
 
 
@@ -21,8 +28,14 @@ def main() -> None:
     log_config = copy.deepcopy(LOGGING_CONFIG)  # uvicorn's format for the service's own lines too
     log_config["loggers"]["service"] = {"handlers": ["default"], "level": settings.log_level.upper(),
                                         "propagate": False}
+    # uvicorn re-raises the signal that stopped it once it has drained; a handler of our own receives it, so a
+    # drained server exits 0 instead of dying by the signal.
+    for stop in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(stop, lambda *_: None)
     uvicorn.run("service.app:app", host=settings.host, port=settings.port, workers=settings.workers,
-                log_level=settings.log_level, log_config=log_config, proxy_headers=True)
+                log_level=settings.log_level, log_config=log_config, proxy_headers=True,
+                http=GuardedHttpToolsProtocol, timeout_keep_alive=settings.keep_alive_timeout_s,
+                timeout_graceful_shutdown=settings.drain_timeout_s)
 
 
 if __name__ == "__main__":

@@ -9,9 +9,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from service.cache import MemoryCache, RedisCache
-from service.errors import ServiceError
+from service.errors import DeadlineExceeded, Overloaded, RequestCancelled, ServiceError
 from service.metrics import Metrics
-from service.middleware import BodySizeLimit, RequestMetrics
+from service.middleware import BodyLimits, RequestBudget, RequestMetrics
 from service.operations import VaeService
 from service.repository import ModelRepository
 from service.responses import ArrayJSONResponse
@@ -41,7 +41,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             cache = RedisCache(current.redis_url, current.cache_ttl_s, current.redis_timeout_s, current.redis_retry_s)
         else:
             cache = MemoryCache(current.cache_max_entries, current.cache_ttl_s)
-        app.state.service = VaeService(repository, cache, current, app.state.metrics, providers[0])
+        service = app.state.service = VaeService(repository, cache, current, app.state.metrics, providers[0])
+        app.state.metrics.watch(lambda: service.admission.in_flight,
+                                lambda: service.compute_slots.statistics().tasks_waiting)
         log.info("serving %s from %s on %s, cache: %s", ", ".join(repository.references()) or "no model",
                  current.model_repository, providers[0], cache.backend)
         try:
@@ -52,7 +54,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title="vae-serve", version="1.0.0", description=DESCRIPTION, lifespan=lifespan,
                   default_response_class=ArrayJSONResponse)
     app.state.metrics = Metrics()
-    app.add_middleware(BodySizeLimit)
+    app.add_middleware(RequestBudget)  # the last added runs first: metrics, then bodies, then the budget
+    app.add_middleware(BodyLimits)
     app.add_middleware(RequestMetrics, metrics=app.state.metrics)
     app.add_exception_handler(ServiceError, _service_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
@@ -61,8 +64,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     return app
 
 
-async def _service_error(_: Request, exc: ServiceError) -> JSONResponse:
-    return JSONResponse({"detail": exc.detail}, status_code=exc.status_code)
+DROPPED = {Overloaded: "shed", DeadlineExceeded: "timeout", RequestCancelled: "cancelled"}
+
+
+async def _service_error(request: Request, exc: ServiceError) -> JSONResponse:
+    if type(exc) in DROPPED:
+        request.state.dropped = DROPPED[type(exc)]  # counted apart by RequestMetrics
+    return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
 
 
 async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:

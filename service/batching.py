@@ -53,6 +53,9 @@ class DynamicBatcher:
             return  # flushed already, when it filled up
         if queue.timer is not None:
             queue.timer.cancel()
+        queue.items = [(rows, future) for rows, future in queue.items if not future.done()]
+        if not queue.items:
+            return  # every client of this run has gone: nothing to compute
         arrays = [rows for rows, _ in queue.items]
         batch = arrays[0] if len(arrays) == 1 else np.concatenate(arrays)
         if self.on_run is not None:

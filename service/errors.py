@@ -3,6 +3,7 @@
 
 class ServiceError(Exception):
     status_code = 500
+    headers: dict[str, str] | None = None
 
     def __init__(self, detail: str):
         super().__init__(detail)
@@ -45,3 +46,31 @@ class ModelRunFailed(ServiceError):
     """The model's graph raised while running: the model's fault, not the client's."""
 
     status_code = 500
+
+
+class NonFiniteResult(ServiceError):
+    """The model produced NaN or infinity for this input: refused, never cached."""
+
+    status_code = 422
+
+
+class Overloaded(ServiceError):
+    """More work in flight than VAE_MAX_INFLIGHT_WORK (or request bodies than VAE_MAX_INFLIGHT_BODY_BYTES)."""
+
+    status_code = 429
+
+    def __init__(self, detail: str, retry_after_s: int = 1):
+        super().__init__(detail)
+        self.headers = {"Retry-After": str(retry_after_s)}
+
+
+class DeadlineExceeded(ServiceError):
+    """The request's deadline passed before its work was done; the work was stopped."""
+
+    status_code = 503
+
+
+class RequestCancelled(ServiceError):
+    """The client went away; nobody reads the answer (499 in the metrics, as nginx counts it)."""
+
+    status_code = 499

@@ -7,6 +7,7 @@ is drawn once per request from the seed and shared by every point, so a point's 
 """
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 
@@ -30,15 +31,21 @@ def latent_noise(seed: int | None, count: int, latent_dim: int) -> np.ndarray:
     return np.random.default_rng(seed).standard_normal((count, latent_dim))
 
 
+def no_checkpoint() -> None:
+    pass
+
+
 def importance_sampled_loglik(
-    runtime: ModelRuntime, x: np.ndarray, k: int, seed: int, work_elements: int
+    runtime: ModelRuntime, x: np.ndarray, k: int, seed: int, work_elements: int,
+    checkpoint: Callable[[], None] = no_checkpoint,
 ) -> ImportanceEstimate:
     """x (N, *data_shape) float32 -> per-point estimates, with at most ~work_elements values alive at once.
 
     On the fused graph when the runtime has one (float32 on the device); else the two graphs, float64 here.
+    checkpoint() runs before every slice and raises to stop the work (deadline passed, client gone).
     """
     if runtime.scorer is not None:
-        return runtime.scorer.estimate(x, latent_noise(seed, k, runtime.latent_dim), work_elements)
+        return runtime.scorer.estimate(x, latent_noise(seed, k, runtime.latent_dim), work_elements, checkpoint)
     n, data_dim, latent_dim = len(x), math.prod(runtime.data_shape), runtime.latent_dim
     mu, logvar = (a.astype(np.float64) for a in runtime.encode(x))  # (N, L)
     std = np.exp(0.5 * logvar)
@@ -56,6 +63,7 @@ def importance_sampled_loglik(
         b = rows.stop - rows.start
         accumulator = LogMeanExpAccumulator(b)
         for s in range(0, k, chunk):
+            checkpoint()
             e = eps[s : s + chunk]  # (c, L)
             z = mu[rows, None] + std[rows, None] * e[None]  # (b, c, L)
             c = e.shape[0]

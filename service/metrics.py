@@ -1,6 +1,8 @@
 """Prometheus metrics, in a registry of the app's own (several apps can live in one process, as in tests)."""
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from collections.abc import Callable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client import CONTENT_TYPE_LATEST  # noqa: F401 - re-exported for the route
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
@@ -23,6 +25,21 @@ class Metrics:
         self.coalesced = Histogram("vae_coalesced_requests", "Requests answered by one model run (dynamic "
                                    "batching), by operation.", ["operation"], buckets=BATCH_BUCKETS,
                                    registry=self.registry)
+
+        self.dropped = Counter("vae_http_requests_dropped", "Requests not answered with a result, by endpoint and "
+                               "reason: shed (429, at capacity), timeout (503, past the deadline), cancelled "
+                               "(the client went away).", ["endpoint", "reason"], registry=self.registry)
+        self.in_flight_requests = Gauge("vae_http_requests_in_flight", "HTTP requests being served.",
+                                        registry=self.registry)
+        self.in_flight_work = Gauge("vae_work_in_flight", "Work units admitted and not yet done (rows through a "
+                                    "model; bounded by VAE_MAX_INFLIGHT_WORK).", registry=self.registry)
+        self.queue_depth = Gauge("vae_compute_queue_depth", "Computations waiting for a compute slot "
+                                 "(VAE_COMPUTE_SLOTS).", registry=self.registry)
+
+    def watch(self, in_flight_work: Callable[[], float], queue_depth: Callable[[], float]) -> None:
+        """Gauges read when /metrics is scraped, from the data plane's own counters."""
+        self.in_flight_work.set_function(in_flight_work)
+        self.queue_depth.set_function(queue_depth)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

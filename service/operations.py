@@ -4,15 +4,19 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 import numpy as np
-from anyio import CapacityLimiter, to_thread
+from anyio import CapacityLimiter, fail_after, get_cancelled_exc_class, to_thread
 
+from service.admission import AdmissionControl
 from service.batching import DynamicBatcher, Outputs
+from service.budget import budget
 from service.cache import Cache, cache_key, pack, unpack
+from service.errors import DeadlineExceeded, NonFiniteResult
 from service.inputs import check_limit, check_probability_range, parse_batch
 from service.likelihood import (
     expected_observation,
     importance_sampled_loglik,
     latent_noise,
+    no_checkpoint,
     sample_observations,
 )
 from service.metrics import Metrics
@@ -30,6 +34,7 @@ class VaeService:
         self.repository, self.cache, self.settings, self.metrics = repository, cache, settings, metrics
         self.provider = provider  # the ONNX Runtime execution provider the sessions were asked to use
         self.compute_slots = CapacityLimiter(settings.compute_slots)  # bounds threads and memory in use
+        self.admission = AdmissionControl(settings.max_inflight_work)  # bounds work admitted: past it, 429
         self.batching = settings.batching == "on" or (settings.batching == "auto" and provider == CUDA)
         self.batcher = DynamicBatcher(
             settings.batch_max_points, settings.batch_wait_ms / 1000, settings.inline_work_elements,
@@ -74,7 +79,8 @@ class VaeService:
 
         cacheable = samples == 0 or seed is not None
         params = {"samples": samples, "seed": seed if samples else None}
-        return model.ref, await self._cached(model, "encode", params, (batch,), compute, cacheable, len(batch))
+        work = len(batch) * (1 + samples)
+        return model.ref, await self._cached(model, "encode", params, (batch,), compute, cacheable, work)
 
     async def decode(self, reference: str | None, z: list) -> tuple[str, Result]:
         model = self.model(reference)
@@ -114,9 +120,11 @@ class VaeService:
         check_limit(len(batch) * k, self.settings.max_loglik_samples, "points x k", "VAE_MAX_LOGLIK_SAMPLES")
 
         work_elements = self._work_elements(model)
+        # A run of coalesced requests serves several clients: it is not stopped for one of them.
+        checkpoint = no_checkpoint if self.batching else budget().check
 
         def score(rows: np.ndarray) -> Outputs:
-            estimate = importance_sampled_loglik(model.runtime, rows, k, seed, work_elements)
+            estimate = importance_sampled_loglik(model.runtime, rows, k, seed, work_elements, checkpoint)
             return estimate.loglik, estimate.stderr, estimate.elbo
 
         async def compute() -> Result:  # coalesced only with requests of the same k and seed: the same eps
@@ -124,7 +132,7 @@ class VaeService:
             return dict(zip(("loglik", "stderr", "elbo"), arrays))
 
         return model.ref, await self._cached(model, "loglik", {"k": k, "seed": seed}, (batch,), compute, True,
-                                             len(batch))
+                                             len(batch) * k)
 
     def _work_elements(self, model: LoadedModel) -> int:
         scorer = model.runtime.scorer
@@ -132,9 +140,9 @@ class VaeService:
         return self.settings.cuda_work_elements if on_cuda else self.settings.work_elements
 
     async def _cached(self, model: LoadedModel, operation: str, params: dict, arrays: tuple[np.ndarray, ...],
-                      compute: Callable[[], Awaitable[Result]], cacheable: bool, batch_size: int) -> Result:
-        """The cached result, or compute it and cache it."""
-        self.metrics.batch_size.labels(operation).observe(batch_size)
+                      compute: Callable[[], Awaitable[Result]], cacheable: bool, work: int) -> Result:
+        """The cached result, or compute it (if admitted: `work` rows through a model) and cache it."""
+        self.metrics.batch_size.labels(operation).observe(len(arrays[0]) if arrays else params["n"])
         key = cache_key(model.digest, operation, params, arrays) if cacheable else None
         if key is not None:
             hit = await self.cache.get(key)
@@ -147,7 +155,9 @@ class VaeService:
                     self.metrics.cache_hits.labels(operation).inc()
                     return result
             self.metrics.cache_misses.labels(operation).inc()
-        result = await compute()
+        with self.admission.admit(work):
+            result = await compute()
+        _check_finite(result, model, operation)  # never a 200 with null, and never cached
         if key is not None:
             value = pack(result)
             if len(value) <= self.settings.cache_max_value_bytes:
@@ -162,7 +172,40 @@ class VaeService:
         return await self.batcher.submit((model.ref, model.digest, *run), run[0], rows, function, work_per_row)
 
     async def _execute(self, function: Callable[[], T], work: int) -> T:
-        """Inline when `work` (values touched) is small, a thread hop costing more; else in a worker thread."""
+        """Inline when `work` (values touched) is small, a thread hop costing more; else in a worker thread,
+        within the request's deadline, and stopped when its client goes away."""
+        current = budget()
+        current.check()
         if work <= self.settings.inline_work_elements:
             return function()
-        return await to_thread.run_sync(function, limiter=self.compute_slots)
+
+        def run() -> T:
+            current.check()  # a request that waited for a slot past its deadline, or was abandoned, never starts
+            return function()
+
+        async with current.watching_disconnect():
+            try:
+                with fail_after(max(0.0, current.remaining())):
+                    return await to_thread.run_sync(run, limiter=self.compute_slots, abandon_on_cancel=True)
+            except TimeoutError:
+                current.cancelled.set()  # the abandoned thread stops at its next checkpoint
+                raise DeadlineExceeded(f"the request ran past its deadline of {current.timeout_s:g} s and was "
+                                       "stopped (VAE_REQUEST_TIMEOUT_S, or the X-Request-Timeout header); send "
+                                       "less work or retry when the service is less busy") from None
+            except get_cancelled_exc_class():
+                current.cancelled.set()
+                raise
+
+
+def _check_finite(result: Result, model: LoadedModel, operation: str) -> None:
+    """422 when the model produced NaN or infinity: JSON would carry null, and the cache would keep it."""
+    for name, array in result.items():
+        if array.dtype.kind != "f":
+            continue
+        finite = np.isfinite(array.reshape(len(array), -1)).all(axis=1)
+        if not finite.all():
+            row = int(np.argmin(finite))
+            fix = ("use a lower temperature" if operation == "sample" else
+                   "the input lies far outside the data the model was trained on; send values in its range")
+            raise NonFiniteResult(f"{name}[{row}]: model {model.ref} produced NaN or infinity for this request "
+                                  f"({int((~finite).sum())} of {len(array)} rows); {fix}")

@@ -1,6 +1,7 @@
 """The fused scoring graph in a session of its own, its inputs and outputs bound on the device."""
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 import onnxruntime as ort
@@ -20,8 +21,10 @@ class FusedScorer:
         self.device = "cuda" if self.session.get_providers()[0] == CUDA else "cpu"
         self.label = label  # "name:version", for error messages
 
-    def estimate(self, x: np.ndarray, eps: np.ndarray, work_elements: int) -> ImportanceEstimate:
-        """Blocks of points times slices of K, each at most ~work_elements values wide in the decoder's output."""
+    def estimate(self, x: np.ndarray, eps: np.ndarray, work_elements: int,
+                 checkpoint: Callable[[], None] | None = None) -> ImportanceEstimate:
+        """Blocks of points times slices of K, each at most ~work_elements values wide in the decoder's output;
+        checkpoint(), when given, runs before every slice and raises to stop the work."""
         n, k = len(x), len(eps)
         per_run = max(1, work_elements // max(math.prod(x.shape[1:]), eps.shape[1]))  # (point, sample) pairs
         chunk = min(k, per_run)  # slices of K depend on k alone, so a point's sums do not depend on its batch
@@ -35,6 +38,8 @@ class FusedScorer:
             binding.bind_ortvalue_input("x", self._upload(rows))
             accumulator = LogMeanExpAccumulator(len(rows))
             for eps_slice in eps_slices:
+                if checkpoint is not None:
+                    checkpoint()
                 binding.bind_ortvalue_input("eps", eps_slice)
                 for name in OUTPUTS:
                     binding.bind_output(name, self.device)

@@ -17,7 +17,10 @@ class Settings(BaseSettings):
     device: Literal["auto", "cuda", "cpu"] = Field(
         "auto", description="auto: CUDA when ONNX Runtime can use it, else CPU; cuda: refuse to start without it."
     )
-    intra_op_threads: int = Field(0, ge=0, description="ONNX Runtime threads per session; 0 lets it choose.")
+    intra_op_threads: int = Field(
+        1, ge=0, description="ONNX Runtime threads per session run; 0 lets it choose (one per core, spinning). "
+        "1 leaves the cores to VAE_COMPUTE_SLOTS concurrent runs and the event loop, so the service keeps "
+        "answering under load.")
     redis_url: str | None = Field(None, description="redis://host:port/db; unset: an in-process LRU cache.")
     cache_ttl_s: int = Field(3600, ge=1, description="Lifetime of a cache entry, in seconds.")
     cache_max_entries: int = Field(4096, ge=1, description="Capacity of the in-process cache.")
@@ -41,7 +44,27 @@ class Settings(BaseSettings):
     loglik_precision: Literal["fp32", "fp16"] = Field(
         "fp32", description="Arithmetic of the decoder inside the fused graph; fp16 is faster on GPUs and less "
         "exact (docs/BENCHMARKS.md gives the difference in nats).")
-    compute_slots: int = Field(4, ge=1, description="Computations run at once; more requests wait their turn.")
+    compute_slots: int = Field(2, ge=1, description="Computations run at once in worker threads; more requests "
+                               "wait their turn (within their deadline).")
+    max_inflight_work: int = Field(
+        2_000_000, ge=1, description="Work admitted at once, in rows through a model (points encoded or decoded, "
+        "draws, points x k importance samples); past it requests are shed at once with 429 and Retry-After. "
+        "One request over the bound is admitted only when nothing else runs.")
+    request_timeout_s: float = Field(
+        20.0, gt=0, le=3600, description="Deadline of a request from its arrival: past it, its work stops and it "
+        "gets 503. A client may ask for less with the X-Request-Timeout header (seconds).")
+    max_inflight_body_bytes: int = Field(
+        64 << 20, ge=1024, description="Bytes of request bodies held at once (a parsed JSON body weighs several "
+        "times its bytes); past it requests get 429 and Retry-After before their body is read.")
+    max_url_bytes: int = Field(32 << 10, ge=1024, description="Longest request target (path and query); 414.")
+    max_header_bytes: int = Field(16 << 10, ge=1024, description="Most bytes of request headers; 431.")
+    header_timeout_s: float = Field(10.0, gt=0, description="A connection must send a request's headers within "
+                                    "this; slower ones (slowloris) get 408 and are closed.")
+    body_timeout_s: float = Field(30.0, gt=0, description="A request's body must arrive within this after its "
+                                  "headers; slower ones get 408 and are closed.")
+    keep_alive_timeout_s: float = Field(5.0, gt=0, description="An idle keep-alive connection is closed after this.")
+    drain_timeout_s: float = Field(20.0, ge=0, description="On SIGTERM: stop accepting, let requests in flight "
+                                   "finish for at most this long, stop the rest, exit 0.")
     inline_work_elements: int = Field(
         65536, ge=0, description="Computations over at most this many values run on the event loop (a thread "
         "hop costs more than they do); larger ones go to a worker thread.")

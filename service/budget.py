@@ -1,0 +1,68 @@
+"""What one request may spend: a deadline, and a cancellation flag the worker threads read between chunks.
+
+The data plane reads the current request's budget from a context variable that the RequestBudget middleware
+sets, so deep loops (the /loglik slices) can stop without every signature in between carrying it.
+"""
+
+import asyncio
+import contextlib
+import threading
+import time
+from collections.abc import AsyncIterator
+from contextvars import ContextVar
+
+from starlette.types import Receive
+
+from service.errors import DeadlineExceeded, RequestCancelled
+
+
+class WorkBudget:
+    def __init__(self, timeout_s: float, receive: Receive | None = None):
+        self.timeout_s = timeout_s
+        self.deadline = time.monotonic() + timeout_s
+        self.cancelled = threading.Event()  # set when the client has gone, or the server stops waiting
+        self._receive = receive  # the request's ASGI receive: it says http.disconnect when the client leaves
+
+    def remaining(self) -> float:
+        return self.deadline - time.monotonic()
+
+    def check(self) -> None:
+        """Raise when the work should stop: called between chunks, in worker threads too."""
+        if self.cancelled.is_set():
+            raise RequestCancelled("the client closed the connection; the work was stopped")
+        if time.monotonic() > self.deadline:
+            raise DeadlineExceeded(f"the request ran past its deadline of {self.timeout_s:g} s and was stopped "
+                                   "(VAE_REQUEST_TIMEOUT_S, or the X-Request-Timeout header); send less work or "
+                                   "retry when the service is less busy")
+
+    @contextlib.asynccontextmanager
+    async def watching_disconnect(self) -> AsyncIterator[None]:
+        """While the block runs, a client that disconnects cancels it (and any thread checking this budget).
+
+        Only for work that waits (a queue, a thread): the body must have been read already.
+        """
+        if self._receive is None:
+            yield
+            return
+        task = asyncio.current_task()
+        watcher = asyncio.ensure_future(self._watch(task))
+        try:
+            yield
+        finally:
+            watcher.cancel()
+
+    async def _watch(self, task: asyncio.Task) -> None:
+        while True:
+            message = await self._receive()
+            if message["type"] == "http.disconnect":
+                self.cancelled.set()
+                task.cancel()
+                return
+
+
+current_budget: ContextVar[WorkBudget | None] = ContextVar("vae_request_budget", default=None)
+
+
+def budget() -> WorkBudget:
+    """The current request's budget; outside a request (tests calling the data plane directly), a generous one."""
+    return current_budget.get() or WorkBudget(timeout_s=3600.0)
