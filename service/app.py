@@ -40,7 +40,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if current.redis_url:
             cache = RedisCache(current.redis_url, current.cache_ttl_s, current.redis_timeout_s, current.redis_retry_s)
         else:
-            cache = MemoryCache(current.cache_max_entries, current.cache_ttl_s)
+            cache = MemoryCache(current.cache_max_entries, current.cache_ttl_s, current.cache_max_bytes)
         service = app.state.service = VaeService(repository, cache, current, app.state.metrics, providers[0])
         app.state.metrics.watch(lambda: service.admission.in_flight,
                                 lambda: service.compute_slots.statistics().tasks_waiting)

@@ -70,17 +70,25 @@ class Cache(Protocol):
 class MemoryCache:
     backend = "memory"
 
-    def __init__(self, max_entries: int, ttl_s: int):
-        self._entries: cachetools.TTLCache = cachetools.TTLCache(maxsize=max_entries, ttl=ttl_s)
+    def __init__(self, max_entries: int, ttl_s: int, max_bytes: int):
+        # Bounded in entries and in bytes at once: each entry is charged its size, but at least an equal share
+        # of the byte budget, so neither bound can be passed (a count alone let 4096 large values pile up).
+        share = max(1, max_bytes // max_entries)
+        self._entries: cachetools.TTLCache = cachetools.TTLCache(
+            maxsize=max_bytes, ttl=ttl_s, getsizeof=lambda value: max(len(value), share))
 
     async def get(self, key: str) -> bytes | None:
         return self._entries.get(key)
 
     async def set(self, key: str, value: bytes) -> None:
-        self._entries[key] = value
+        try:
+            self._entries[key] = value
+        except ValueError:  # larger than the whole cache: not kept
+            pass
 
     async def status(self) -> dict:
-        return {"backend": self.backend, "state": "ok", "entries": len(self._entries)}
+        return {"backend": self.backend, "state": "ok", "entries": len(self._entries),
+                "bytes": sum(len(value) for value in self._entries.values())}
 
     async def close(self) -> None:
         self._entries.clear()

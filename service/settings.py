@@ -23,7 +23,9 @@ class Settings(BaseSettings):
         "answering under load.")
     redis_url: str | None = Field(None, description="redis://host:port/db; unset: an in-process LRU cache.")
     cache_ttl_s: int = Field(3600, ge=1, description="Lifetime of a cache entry, in seconds.")
-    cache_max_entries: int = Field(4096, ge=1, description="Capacity of the in-process cache.")
+    cache_max_entries: int = Field(4096, ge=1, description="Capacity of the in-process cache, in entries.")
+    cache_max_bytes: int = Field(256 << 20, ge=1 << 20, description="Capacity of the in-process cache, in bytes "
+                                 "of cached values (both bounds hold).")
     cache_max_value_bytes: int = Field(8 << 20, ge=1024, description="Larger results are not cached.")
     redis_timeout_s: float = Field(0.25, gt=0, description="Socket timeout of every Redis call.")
     redis_retry_s: float = Field(1.0, ge=0, description="After a Redis failure, skip Redis this long.")

@@ -1,5 +1,6 @@
 """The cache against the real Redis: hits, keys, TTLs, compact values, outages and recovery."""
 
+import asyncio
 import json
 import shutil
 import socket
@@ -10,6 +11,7 @@ import numpy as np
 import pytest
 import redis
 
+from service.cache import MemoryCache
 from tests.service.handmade import LinearGaussian
 from tests.service.network import free_port
 
@@ -184,3 +186,16 @@ def test_a_redis_that_never_answers_costs_one_timeout_then_is_skipped(repository
         silent.close()
         for connection, _ in accepted:
             connection.close()
+
+
+def test_the_memory_cache_is_bounded_in_bytes_and_entries():
+    cache = MemoryCache(max_entries=100, ttl_s=60, max_bytes=1 << 20)
+    for i in range(50):
+        asyncio.run(cache.set(f"big{i}", bytes(100_000)))  # 5 MB offered to a 1 MB cache
+    status = asyncio.run(cache.status())
+    assert status["bytes"] <= 1 << 20 and status["entries"] == 10
+    for i in range(500):
+        asyncio.run(cache.set(f"small{i}", b"x"))
+    assert asyncio.run(cache.status())["entries"] <= 100
+    asyncio.run(cache.set("huge", bytes(2 << 20)))  # larger than the cache: dropped, not an error
+    assert asyncio.run(cache.get("huge")) is None and asyncio.run(cache.get("small499")) == b"x"
