@@ -137,3 +137,39 @@ def slowloris(server: RunningServer, connections: int, seconds: float) -> dict:
         connection.close()
     return {"connections": connections, "ordinary_answered": answered, "ordinary_max_s": max(latencies),
             "slow_closed": len(closed_at), "slow_closed_by_s": max(closed_at.values(), default=None)}
+
+
+def redis_killed_under_load(server: RunningServer, redis_restart, clients: int, seconds: float) -> dict:
+    """`clients` threads calling /encode and /loglik in a loop (repeated points: cache hits and misses) while
+    Redis is killed (SIGKILL) a third of the way in and started again; every answer must be a 200.
+    redis_restart(kill) kills the Redis (kill=True) or starts it again (kill=False)."""
+    import threading
+
+    counts, stop = Counter(), threading.Event()
+
+    def loop(i: int) -> None:
+        with httpx.Client() as client:
+            j = 0
+            while not stop.is_set():
+                j += 1
+                if j % 2:
+                    r = client.post(f"{server.url}/encode", json={"x": [[(i * 7 + j % 13) / 100] * 64]}, timeout=10)
+                else:
+                    r = client.post(f"{server.url}/loglik", timeout=10, json={
+                        "model": "digits-binary", "x": binary_points(1, j % 17), "k": 200})
+                counts[r.status_code] += 1
+
+    threads = [threading.Thread(target=loop, args=(i,)) for i in range(clients)]
+    for thread in threads:
+        thread.start()
+    time.sleep(seconds / 3)
+    redis_restart(kill=True)
+    time.sleep(seconds / 3)
+    redis_restart(kill=False)
+    hits_at_restart = metric(server, "vae_cache_hits_total")
+    time.sleep(seconds / 3)
+    stop.set()
+    for thread in threads:
+        thread.join(30)
+    return {"clients": clients, "seconds": seconds, "statuses": dict(counts),
+            "hits_at_restart": hits_at_restart, "hits_at_end": metric(server, "vae_cache_hits_total")}

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import redis
 
 from service.settings import PROJECT_ROOT
 from tests.service.network import free_port
@@ -63,3 +64,17 @@ def running_server(log_dir: Path, **settings: str) -> Iterator[RunningServer]:
         if process.poll() is None:
             process.kill()
             process.wait(10)
+
+
+def start_redis(port: int) -> subprocess.Popen:
+    server = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                               "--appendonly", "no"], stdout=subprocess.DEVNULL)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            if redis.Redis(port=port).ping():
+                return server
+        except redis.ConnectionError:
+            time.sleep(0.05)
+    server.kill()
+    raise RuntimeError("redis-server did not start")

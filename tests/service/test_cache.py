@@ -4,7 +4,6 @@ import asyncio
 import json
 import shutil
 import socket
-import subprocess
 import time
 
 import numpy as np
@@ -14,6 +13,7 @@ import redis
 from service.cache import MemoryCache
 from tests.service.handmade import LinearGaussian
 from tests.service.network import free_port
+from tests.service.serving import start_redis
 
 REDIS_URL = "redis://127.0.0.1:6379/15"  # a database of its own, flushed by the tests
 REQUEST = {"model": "linear:2", "x": np.random.default_rng(0).standard_normal((8, 5)).tolist(), "k": 500, "seed": 4}
@@ -87,20 +87,6 @@ def test_unreachable_redis_degrades_but_every_request_succeeds(repository, make_
     ready = client.get("/health/ready")
     assert ready.status_code == 200
     assert ready.json()["cache"]["state"] == "degraded" and "Connection" in ready.json()["cache"]["error"]
-
-
-def start_redis(port: int) -> subprocess.Popen:
-    server = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                               "--appendonly", "no"], stdout=subprocess.DEVNULL)
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            if redis.Redis(port=port).ping():
-                return server
-        except redis.ConnectionError:
-            time.sleep(0.05)
-    server.kill()
-    raise RuntimeError("redis-server did not start")
 
 
 def test_redis_stopped_then_started_again_is_picked_up_by_itself(repository, make_client):
