@@ -173,3 +173,49 @@ def redis_killed_under_load(server: RunningServer, redis_restart, clients: int, 
         thread.join(30)
     return {"clients": clients, "seconds": seconds, "statuses": dict(counts),
             "hits_at_restart": hits_at_restart, "hits_at_end": metric(server, "vae_cache_hits_total")}
+
+
+def peak_rss_mb(server: RunningServer) -> float:
+    for line in open(f"/proc/{server.process.pid}/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def big_bodies(server: RunningServer, clients: int, megabytes: int) -> dict:
+    """`clients` concurrent JSON bodies of about `megabytes` MB each (more points than any model takes)."""
+    row = "[" + ",".join(["0.5"] * 64) + "]"
+    rows = max(1, megabytes * 1_000_000 // (len(row) + 1))
+    body = ('{"model": "digits", "x": [' + ",".join([row] * rows) + "]}").encode()
+    import threading
+
+    statuses, rss_before = Counter(), peak_rss_mb(server)
+
+    def post() -> None:
+        try:
+            statuses[httpx.post(f"{server.url}/encode", content=body, timeout=60,
+                                headers={"content-type": "application/json"}).status_code] += 1
+        except httpx.HTTPError as exc:
+            statuses[type(exc).__name__] += 1
+
+    threads = [threading.Thread(target=post) for _ in range(clients)]
+    start = time.monotonic()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return {"clients": clients, "body_mb": len(body) / 1e6, "statuses": dict(statuses),
+            "wall_s": time.monotonic() - start, "peak_rss_mb_before": rss_before, "peak_rss_mb": peak_rss_mb(server)}
+
+
+def oversized_header(server: RunningServer, megabytes: int) -> dict:
+    """One request whose header is `megabytes` MB: the answer, how fast, and the server's CPU for it."""
+    cpu, start = server.cpu_seconds(), time.monotonic()
+    with socket.create_connection(("127.0.0.1", server.port)) as connection:
+        try:
+            connection.sendall(b"GET /health/live HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * (megabytes << 20))
+        except OSError:
+            pass  # the server answered and stopped reading: expected
+        answer = connection.recv(200)
+    return {"megabytes": megabytes, "status_line": answer.split(b"\r\n", 1)[0].decode(),
+            "seconds": time.monotonic() - start, "server_cpu_s": server.cpu_seconds() - cpu}
