@@ -45,3 +45,15 @@ class ModelRunFailed(ServiceError):
     """The model's graph raised while running: the model's fault, not the client's."""
 
     status_code = 500
+
+
+class RepositoryUnreadable(ServiceError):
+    """The model repository folder cannot be read now; what was loaded before keeps serving."""
+
+    status_code = 503
+
+
+class AdminActionsDisabled(ServiceError):
+    """An admin action on a service without API keys: anyone could call it, so nobody may."""
+
+    status_code = 403
