@@ -1,14 +1,27 @@
 """The model repository format `vae-onnx/1` (shared/CONTRACT.md), shared by training/ and service/."""
 
-from modelrepo.manifest import FORMAT, Manifest, ManifestError, load_manifest, sha256_of
-from modelrepo.graphs import GraphContractError, check_graphs
+from modelrepo.manifest import (
+    FORMAT,
+    IntegrityError,
+    Manifest,
+    ManifestError,
+    VersionFiles,
+    load_manifest,
+    read_version,
+    sha256_of,
+)
+from modelrepo.graphs import GraphContractError, check_graph_bytes, check_graphs
 
 __all__ = [
     "FORMAT",
     "Manifest",
     "ManifestError",
+    "IntegrityError",
+    "VersionFiles",
     "load_manifest",
+    "read_version",
     "sha256_of",
     "GraphContractError",
     "check_graphs",
+    "check_graph_bytes",
 ]

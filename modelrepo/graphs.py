@@ -4,6 +4,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import onnx
+from onnx.external_data_helper import uses_external_data
 
 from modelrepo.manifest import Manifest
 
@@ -52,12 +53,23 @@ def _check_values(
 
 def check_graphs(manifest: Manifest, version_dir: Path) -> None:
     """Raise GraphContractError unless encoder and decoder keep the contract for this manifest."""
-    for role, (inputs, outputs) in expected_io(manifest).items():
-        path = Path(version_dir) / getattr(manifest, role)
+    folder = Path(version_dir)
+    check_graph_bytes(manifest, (folder / manifest.encoder).read_bytes(), (folder / manifest.decoder).read_bytes())
+
+
+def check_graph_bytes(manifest: Manifest, encoder: bytes, decoder: bytes) -> None:
+    """The same check on the graphs' bytes as read (the bytes the service then hashes and loads)."""
+    for role, content in (("encoder", encoder), ("decoder", decoder)):
+        inputs, outputs = expected_io(manifest)[role]
+        file_name = getattr(manifest, role)
         try:
-            graph = onnx.load(str(path), load_external_data=False).graph
+            graph = onnx.load_from_string(content).graph
         except Exception as exc:  # onnx raises several types for a corrupt file
-            raise GraphContractError(f"{path.name}: not a readable ONNX model ({exc})") from None
+            raise GraphContractError(f"{file_name}: not a readable ONNX model ({exc})") from None
+        external = [init.name for init in graph.initializer if uses_external_data(init)]
+        if external:
+            raise GraphContractError(f"{file_name}: initializers {external[:3]} are stored in external files; a "
+                                     "vae-onnx/1 graph holds its weights (onnx.save(..., save_as_external_data=False))")
         initializers = {init.name for init in graph.initializer}
-        _check_values(f"{path.name} input", [v for v in graph.input if v.name not in initializers], inputs)
-        _check_values(f"{path.name} output", graph.output, outputs)
+        _check_values(f"{file_name} input", [v for v in graph.input if v.name not in initializers], inputs)
+        _check_values(f"{file_name} output", graph.output, outputs)

@@ -13,9 +13,10 @@ from service.errors import DeadlineExceeded, Overloaded, RequestCancelled, Servi
 from service.metrics import Metrics
 from service.middleware import BodyLimits, RequestBudget, RequestMetrics
 from service.operations import VaeService
-from service.repository import ModelRepository
+from service.reload import RepositoryReloader
+from service.repository import ModelRepository, RuntimeOptions
 from service.responses import ArrayJSONResponse
-from service.routes import health, latents, loglik, models, sample
+from service.routes import admin, health, latents, loglik, models, sample
 from service.runtime import providers_for
 from service.settings import Settings
 
@@ -33,10 +34,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI):
         current = app.state.settings = settings or Settings()
         providers = providers_for(current.device)
-        repository = await to_thread.run_sync(
-            ModelRepository, current.model_repository, providers, current.intra_op_threads, current.loglik_graph,
-            current.loglik_precision,
-        )
+        options = RuntimeOptions(providers, current.intra_op_threads, current.loglik_graph, current.loglik_precision)
+        repository = await to_thread.run_sync(ModelRepository.load, current.model_repository, options)
         if current.redis_url:
             cache = RedisCache(current.redis_url, current.cache_ttl_s, current.redis_timeout_s, current.redis_retry_s)
         else:
@@ -44,11 +43,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         service = app.state.service = VaeService(repository, cache, current, app.state.metrics, providers[0])
         app.state.metrics.watch(lambda: service.admission.in_flight,
                                 lambda: service.compute_slots.statistics().tasks_waiting)
+        app.state.reloader = RepositoryReloader(service, current.reload_interval_s)
+        app.state.reloader.start()
         log.info("serving %s from %s on %s, cache: %s", ", ".join(repository.references()) or "no model",
                  current.model_repository, providers[0], cache.backend)
         try:
             yield
         finally:
+            await app.state.reloader.stop()
             await cache.close()
 
     app = FastAPI(title="vae-serve", version="1.0.0", description=DESCRIPTION, lifespan=lifespan,
@@ -59,7 +61,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(RequestMetrics, metrics=app.state.metrics)
     app.add_exception_handler(ServiceError, _service_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
-    for module in (latents, sample, loglik, models, health):
+    for module in (latents, sample, loglik, models, health, admin):
         app.include_router(module.router)
     return app
 

@@ -1,7 +1,8 @@
 """Result cache: Redis when configured, an in-process LRU otherwise. The cache never fails a request.
 
-Keys name the model by the digest of its files, the operation, and a canonical form of the request, so a
-changed model can never be answered from an old entry. Values are the result arrays in .npz form.
+Keys name the model by its cache identity (the digest of its files as loaded, the scoring graph, the
+precision, the execution provider), the operation, and a canonical form of the request, so a changed model,
+or an instance that computes differently, can never be answered from another's entry. Values are the result arrays in .npz form.
 """
 
 import hashlib
@@ -20,11 +21,11 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 log = logging.getLogger(__name__)
-KEY_PREFIX = "vae:v1"
+KEY_PREFIX = "vae:v2"  # v2: keys name the cache identity, not only the digest
 
 
-def cache_key(model_digest: str, operation: str, params: dict, arrays: tuple[np.ndarray, ...] = ()) -> str:
-    digest = hashlib.sha256(model_digest.encode())
+def cache_key(model_identity: str, operation: str, params: dict, arrays: tuple[np.ndarray, ...] = ()) -> str:
+    digest = hashlib.sha256(model_identity.encode())
     digest.update(json.dumps([operation, params], sort_keys=True).encode())
     for array in arrays:
         digest.update(f"{array.dtype.str}{array.shape}".encode())

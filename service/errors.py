@@ -70,7 +70,19 @@ class DeadlineExceeded(ServiceError):
     status_code = 503
 
 
+class RepositoryUnreadable(ServiceError):
+    """The model repository folder cannot be read now; what was loaded before keeps serving."""
+
+    status_code = 503
+
+
 class RequestCancelled(ServiceError):
     """The client went away; nobody reads the answer (499 in the metrics, as nginx counts it)."""
 
     status_code = 499
+
+
+class AdminActionsDisabled(ServiceError):
+    """An admin action on a service without API keys: anyone could call it, so nobody may."""
+
+    status_code = 403

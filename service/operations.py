@@ -42,11 +42,14 @@ class VaeService:
             lambda operation, requests: metrics.coalesced.labels(operation).observe(requests))
 
     async def readiness(self) -> tuple[bool, dict]:
-        """Ready when at least one model serves; the report names failed models and the cache's state."""
+        """Ready when at least one model serves; the report names failed models (and versions whose new files
+        failed to load while the older load serves) and the cache's state."""
         repository = self.repository
         failed = {f"{f.name}/{f.version}": f.error for versions in repository.failed.values() for f in versions.values()}
+        stale = {f"{name}/{v}": error for name, errors in repository.reload_errors.items() for v, error in errors.items()}
         report = {"status": "ready" if repository.loaded else "no model loaded", "models": repository.references(),
-                  "failed": failed, "provider": self.provider, "cache": await self.cache.status()}
+                  "failed": failed, "reload_failed": stale, "provider": self.provider,
+                  "cache": await self.cache.status()}
         return bool(repository.loaded), report
 
     def model(self, reference: str | None) -> LoadedModel:
@@ -143,7 +146,7 @@ class VaeService:
                       compute: Callable[[], Awaitable[Result]], cacheable: bool, work: int) -> Result:
         """The cached result, or compute it (if admitted: `work` rows through a model) and cache it."""
         self.metrics.batch_size.labels(operation).observe(len(arrays[0]) if arrays else params["n"])
-        key = cache_key(model.digest, operation, params, arrays) if cacheable else None
+        key = cache_key(model.cache_identity, operation, params, arrays) if cacheable else None
         if key is not None:
             hit = await self.cache.get(key)
             if hit is not None:

@@ -1,19 +1,38 @@
-"""Every version of every model in the repository folder, loaded at start-up; failures kept with reasons."""
+"""The model repository as served: one immutable snapshot of every version in the folder, loaded or failed
+with its reason. A reload builds the next snapshot beside the current one; the service swaps it in with one
+assignment, so a request keeps the LoadedModel it resolved until it finishes.
 
-import hashlib
+Every message names files relative to the repository (`digits/1/manifest.json: missing`), never by an
+absolute path: they end up in /health/ready, GET /models and 503 details.
+"""
+
 import logging
 import math
+import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from modelrepo import Manifest, check_graphs, load_manifest, sha256_of
+from modelrepo import Manifest, ManifestError, VersionFiles, check_graph_bytes, read_version
 from modelrepo.manifest import NAME_PATTERN
-from service.errors import InvalidInput, ModelNotFound, ModelUnavailable
+from service.errors import InvalidInput, ModelNotFound, ModelUnavailable, RepositoryUnreadable
 from service.runtime import ModelRuntime
 
 log = logging.getLogger(__name__)
 REFERENCE = re.compile(r"^(?P<name>[a-z0-9][a-z0-9._-]{0,63})(?::(?P<version>[1-9][0-9]{0,17}))?$")
+
+Key = tuple[str, str]  # (name, version folder), as found on disk
+Signature = tuple[tuple[str, int, int, int], ...]  # (file name, size, mtime_ns, inode) of each file in a version
+
+
+@dataclass(frozen=True)
+class RuntimeOptions:
+    """How every version is loaded: the same for all of them, fixed at start-up."""
+
+    providers: list[str]
+    threads: int = 0
+    loglik_graph: str = "fused"
+    precision: str = "fp32"
 
 
 @dataclass(frozen=True)
@@ -23,7 +42,8 @@ class LoadedModel:
     folder: Path
     manifest: Manifest
     runtime: ModelRuntime
-    digest: str  # sha256 over the three files: cache keys name the model by it
+    digest: str  # sha256 over the three files, from the very bytes the sessions were built from
+    cache_identity: str  # digest + scoring path + precision + provider: everything that decides the numbers
 
     @property
     def ref(self) -> str:
@@ -43,39 +63,122 @@ class LoadedModel:
 class FailedModel:
     name: str
     version: str
-    folder: Path
     error: str
 
 
-class ModelRepository:
-    def __init__(self, root: Path, providers: list[str], threads: int = 0, loglik_graph: str = "fused",
-                 precision: str = "fp32"):
-        self.root = Path(root)
-        self.runtime_options = {"threads": threads, "loglik_graph": loglik_graph, "precision": precision}
-        self.loaded: dict[str, dict[int, LoadedModel]] = {}
-        self.failed: dict[str, dict[str, FailedModel]] = {}
-        for folder in sorted(self.root.glob("*/*")):
-            if folder.is_dir() and not folder.name.startswith(".") and not folder.parent.name.startswith("."):
-                self._load(folder, providers)
+@dataclass
+class ReloadReport:
+    """What one reload did, each version named `name/version` as its folder is."""
 
-    def _load(self, folder: Path, providers: list[str]) -> None:
-        name, version = folder.parent.name, folder.name
+    added: list[str] = field(default_factory=list)  # now serving, did not before
+    changed: list[str] = field(default_factory=list)  # serving new files in place of the old ones
+    removed: list[str] = field(default_factory=list)  # folder gone: no longer served or listed
+    failed: dict[str, str] = field(default_factory=dict)  # tried and failed; an older load keeps serving if any
+    unchanged: list[str] = field(default_factory=list)
+
+    @property
+    def anything_changed(self) -> bool:
+        return bool(self.added or self.changed or self.removed or self.failed)
+
+
+class ModelRepository:
+    """One snapshot: never modified after it is built; `reloaded` returns the next one."""
+
+    def __init__(self, root: Path, options: RuntimeOptions, loaded: dict[Key, LoadedModel] | None = None,
+                 failed: dict[Key, FailedModel] | None = None, reload_errors: dict[Key, str] | None = None,
+                 signatures: dict[Key, Signature] | None = None):
+        self.root, self.options = Path(root), options
+        self.signatures = signatures or {}  # as last read, whether that load succeeded or not
+        self.loaded: dict[str, dict[int, LoadedModel]] = {}
+        for model in (loaded or {}).values():
+            self.loaded.setdefault(model.name, {})[model.version] = model
+        self.failed: dict[str, dict[str, FailedModel]] = {}
+        for failure in (failed or {}).values():
+            self.failed.setdefault(failure.name, {})[failure.version] = failure
+        # name -> version -> why the latest files of a serving version did not load (the older load serves)
+        self.reload_errors: dict[str, dict[int, str]] = {}
+        for (name, version), error in (reload_errors or {}).items():
+            self.reload_errors.setdefault(name, {})[int(version)] = error
+
+    @classmethod
+    def load(cls, root: Path, options: RuntimeOptions) -> "ModelRepository":
+        """Every version in the folder; one that fails is kept with its reason while the others serve."""
+        return cls(root, options).reloaded()[0]
+
+    def reloaded(self) -> tuple["ModelRepository", ReloadReport]:
+        """The next snapshot: versions whose files changed since they were last read are loaded (in the calling
+        thread, beside the ones serving now); the rest are carried over. Raises RepositoryUnreadable."""
+        found = scan_versions(self.root)
+        report = ReloadReport()
+        loaded: dict[Key, LoadedModel] = {}
+        failed: dict[Key, FailedModel] = {}
+        reload_errors: dict[Key, str] = {}
+        for key, signature in found.items():
+            name, version = key
+            label = f"{name}/{version}"
+            serving = self._loaded_at(key)
+            if self.signatures.get(key) == signature:  # not touched since it was last read: carry it over
+                if serving is not None:
+                    loaded[key] = serving
+                    if int(version) in self.reload_errors.get(name, {}):
+                        reload_errors[key] = self.reload_errors[name][int(version)]
+                else:
+                    failed[key] = self.failed[name][version]
+                report.unchanged.append(label)
+                continue
+            try:
+                model = self._load_version(name, version, serving)
+            except Exception as exc:  # noqa: BLE001 - one broken model must not stop the others
+                error = self._relative(exc)
+                log.warning("model %s not loaded: %s", label, error)
+                report.failed[label] = error
+                if serving is not None:
+                    loaded[key], reload_errors[key] = serving, error
+                else:
+                    failed[key] = FailedModel(name, version, error)
+                continue
+            loaded[key] = model
+            if model is serving:
+                report.unchanged.append(label)  # touched, same bytes
+            else:
+                (report.changed if serving is not None else report.added).append(label)
+        report.removed = [f"{n}/{v}" for n, v in self.signatures if (n, v) not in found]
+        return ModelRepository(self.root, self.options, loaded, failed, reload_errors, found), report
+
+    def _loaded_at(self, key: Key) -> LoadedModel | None:
+        name, version = key
+        return self.loaded.get(name, {}).get(int(version)) if version.isdigit() else None
+
+    def _load_version(self, name: str, version: str, serving: LoadedModel | None) -> LoadedModel:
+        """Read the version's files once; check, hash and load those bytes. The serving model if they are its."""
+        label = f"{name}/{version}"
+        if not re.fullmatch(NAME_PATTERN, name):
+            raise ValueError(f"{label}: model name {name!r} must match {NAME_PATTERN}")
+        if not version.isdigit() or int(version) < 1:
+            raise ValueError(f"{label}: version folder {version!r} must be a positive integer")
+        files: VersionFiles = read_version(self.root / name / version, label)
+        if serving is not None and files.digest == serving.digest:
+            return serving
         try:
-            if not re.fullmatch(NAME_PATTERN, name):
-                raise ValueError(f"model name {name!r} must match {NAME_PATTERN}")
-            if not version.isdigit() or int(version) < 1:
-                raise ValueError(f"version folder {version!r} must be a positive integer")
-            manifest = load_manifest(folder)
-            check_graphs(manifest, folder)
-            runtime = ModelRuntime(folder, manifest, providers, **self.runtime_options)
-        except Exception as exc:  # noqa: BLE001 - one broken model must not stop the others
-            log.warning("model %s/%s not loaded: %s", name, version, exc)
-            self.failed.setdefault(name, {})[version] = FailedModel(name, version, folder, str(exc))
-            return
-        files = ("manifest.json", manifest.encoder, manifest.decoder)
-        digest = hashlib.sha256("".join(sha256_of(folder / f) for f in files).encode()).hexdigest()
-        self.loaded.setdefault(name, {})[int(version)] = LoadedModel(name, int(version), folder, manifest, runtime, digest)
-        log.info("model %s:%s loaded on %s", name, version, runtime.provider)
+            check_graph_bytes(files.manifest, files.encoder, files.decoder)
+            options = self.options
+            runtime = ModelRuntime(files, files.manifest, options.providers, options.threads, options.loglik_graph,
+                                   options.precision)
+        except ManifestError:
+            raise
+        except Exception as exc:
+            raise ValueError(f"{label}: {exc}") from None
+        log.info("model %s:%s loaded on %s (%s)", name, version, runtime.provider, runtime.scoring)
+        return LoadedModel(name, int(version), self.root / name / version, files.manifest, runtime, files.digest,
+                           f"{files.digest}/{runtime.numerics}")
+
+    def _relative(self, exc: Exception) -> str:
+        """The error's text with the repository's absolute path taken out, whatever library wrote it."""
+        text = str(exc) or type(exc).__name__
+        for root in sorted({str(self.root.absolute()), str(self.root.resolve()), str(self.root)}, key=len,
+                           reverse=True):
+            text = text.replace(root + os.sep, "").replace(root, "<repository>")
+        return text
 
     def resolve(self, reference: str | None, default: str) -> LoadedModel:
         """"name" (its highest loaded version) or "name:version"; None means the default model."""
@@ -107,13 +210,46 @@ class ModelRepository:
         return sorted(set(self.loaded) | set(self.failed))
 
 
+def scan_versions(root: Path) -> dict[Key, Signature]:
+    """Every <name>/<version> folder (hidden ones skipped: staging and temporary names) and the stat of its
+    files; a changed signature is what sends a version to be read again."""
+    if not root.is_dir():
+        raise RepositoryUnreadable("the model repository (VAE_MODEL_REPOSITORY) is no longer a readable folder; "
+                                   "nothing was reloaded and the models loaded before keep serving")
+    found = {}
+    for folder in sorted(root.glob("*/*")):
+        if folder.is_dir() and not folder.name.startswith(".") and not folder.parent.name.startswith("."):
+            found[(folder.parent.name, folder.name)] = _signature(folder)
+    return found
+
+
+def _signature(folder: Path) -> Signature:
+    entries = []
+    try:
+        listing = sorted(os.scandir(folder), key=lambda e: e.name)
+    except OSError:
+        return ()
+    for entry in listing:
+        if entry.name.startswith("."):
+            continue  # write_atomic's temporary files: their rename into place changes the real file's entry
+        try:
+            if entry.is_file():
+                stat = entry.stat()
+                entries.append((entry.name, stat.st_size, stat.st_mtime_ns, stat.st_ino))
+        except OSError:
+            continue  # gone between the listing and the stat: the next scan sees the folder as it is then
+    return tuple(entries)
+
+
 def describe_model(repository: ModelRepository, name: str) -> dict:
     """What GET /models/{name} shows: every version, loaded or not, with its manifest or its error."""
     loaded, failed = repository.loaded.get(name, {}), repository.failed.get(name, {})
+    reload_errors = repository.reload_errors.get(name, {})
     versions = [
         {"version": v, "ready": True, "provider": m.runtime.provider, "loglik_graph": m.runtime.scoring,
          "digest": m.digest,
-         "manifest": m.manifest.model_dump(mode="json")}
+         **({"reload_error": reload_errors[v]} if v in reload_errors else {}),
+         "manifest": m.manifest.model_dump(mode="json", exclude_unset=True)}
         for v, m in sorted(loaded.items())
     ] + [{"version": f.version, "ready": False, "error": f.error} for f in failed.values()]
     return {"name": name, "default_version": max(loaded) if loaded else None,

@@ -1,4 +1,4 @@
-"""The runtime tier: ONNX Runtime sessions for a model's two graphs, created once at start-up."""
+"""The runtime tier: ONNX Runtime sessions for a model's two graphs, created once per load from the bytes read."""
 
 import logging
 from functools import cache
@@ -9,7 +9,7 @@ import onnx
 import onnxruntime as ort
 from onnx import TensorProto, helper
 
-from modelrepo import Manifest
+from modelrepo import Manifest, VersionFiles
 from service.errors import ModelRunFailed
 from service.fusion import build_scoring_model
 from service.scoring import FusedScorer
@@ -63,8 +63,13 @@ class ModelRuntime:
     """encoder: x [N, *data_shape] -> mu, logvar [N, L]; decoder: z [N, L] -> likelihood parameters;
     and, when asked for, the fused scoring graph derived from both (service.fusion)."""
 
-    def __init__(self, folder: Path, manifest: Manifest, providers: list[str], threads: int = 0,
+    def __init__(self, source: VersionFiles | Path, manifest: Manifest, providers: list[str], threads: int = 0,
                  loglik_graph: str = "fused", precision: str = "fp32"):
+        """source: the version's files as read and verified (the service), or a folder to read them from."""
+        if isinstance(source, VersionFiles):
+            encoder, decoder = source.encoder, source.decoder
+        else:
+            encoder, decoder = (Path(source, getattr(manifest, role)).read_bytes() for role in ("encoder", "decoder"))
         options = ort.SessionOptions()
         options.log_severity_level = QUIET
         options.intra_op_num_threads = threads
@@ -72,21 +77,29 @@ class ModelRuntime:
         self.data_shape = tuple(manifest.data_shape)
         self.latent_dim = manifest.latent_dim
         self.decoder_outputs = ["logits"] if manifest.likelihood.type == "bernoulli" else ["mean", "logvar"]
-        self.encoder = self._session(folder / manifest.encoder, options, providers)
-        self.decoder = self._session(folder / manifest.decoder, options, providers)
+        self.encoder = ort.InferenceSession(encoder, options, providers=providers)
+        self.decoder = ort.InferenceSession(decoder, options, providers=providers)
         self.provider = self.encoder.get_providers()[0]
         self._smoke_test()
         self.scorer: FusedScorer | None = None
         self.scoring = "separate"  # what GET /models reports: "fused (fp32)", or "separate" and why
+        self.precision = precision
         if loglik_graph == "fused":
-            self._fuse(folder, options, providers, precision)
+            self._fuse(encoder, decoder, options, providers, precision)
 
-    def _fuse(self, folder: Path, options: ort.SessionOptions, providers: list[str], precision: str) -> None:
+    @property
+    def numerics(self) -> str:
+        """What decides the numbers besides the graphs' bytes: the scoring path, its precision, the provider."""
+        scoring = f"fused-{self.precision}" if self.scorer is not None else "separate"
+        return f"{scoring}/{self.provider}"
+
+    def _fuse(self, encoder: bytes, decoder: bytes, options: ort.SessionOptions, providers: list[str],
+              precision: str) -> None:
         """Build the fused graph; a model whose graphs cannot be joined keeps the two-graph path, and says so."""
         label = f"{self.manifest.name}:{self.manifest.version}"
         try:
-            model = build_scoring_model(self.manifest, onnx.load(str(folder / self.manifest.encoder)),
-                                        onnx.load(str(folder / self.manifest.decoder)), precision)
+            model = build_scoring_model(self.manifest, onnx.load_from_string(encoder), onnx.load_from_string(decoder),
+                                        precision)
             self.scorer = FusedScorer(model.SerializeToString(), options, providers, label)
             self.scorer.estimate(np.zeros((2, *self.data_shape), np.float32),
                                  np.zeros((2, self.latent_dim), np.float32), 1 << 16)
@@ -96,10 +109,6 @@ class ModelRuntime:
             log.warning("model %s: %s", label, self.scoring)
             return
         self.scoring = f"fused ({precision})"
-
-    @staticmethod
-    def _session(path: Path, options: ort.SessionOptions, providers: list[str]) -> ort.InferenceSession:
-        return ort.InferenceSession(str(path), options, providers=providers)
 
     def encode(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """x (N, *data_shape) float32 -> mu (N, L), logvar (N, L)."""

@@ -1,10 +1,10 @@
 """The service's one settings class. Every field reads from the environment with the VAE_ prefix."""
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
@@ -79,6 +79,13 @@ class Settings(BaseSettings):
         "arrive while the event loop is busy join, so an idle service adds no delay.")
     batch_max_points: int = Field(256, ge=1, description="Most rows in one coalesced run (one request is never "
                                   "split; a larger one runs alone).")
+    reload_interval_s: float = Field(
+        10.0, ge=0, description="Seconds between looks at the model repository's files (names, sizes, mtimes); "
+        "versions added, changed or removed are loaded beside the serving ones and swapped in. 0: no polling "
+        "(POST /admin/reload still reloads on demand).")
+    api_keys: Annotated[list[SecretStr], NoDecode] = Field(
+        default_factory=list, description="Comma-separated API keys; when set, every route but /health/* "
+        "needs `Authorization: Bearer <key>`. Unset: open.")
     host: str = Field("127.0.0.1", description="Address `make serve` binds.")
     port: int = Field(8000, ge=1, le=65535, description="Port `make serve` binds.")
     workers: int = Field(1, ge=1, description="Server processes; each loads every model.")
@@ -89,6 +96,13 @@ class Settings(BaseSettings):
     def _repository_exists(cls, value: Path) -> Path:
         if not value.is_dir():
             raise ValueError(f"VAE_MODEL_REPOSITORY={value} is not a folder")
+        return value
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _split_keys(cls, value):
+        if isinstance(value, str):
+            return [key.strip() for key in value.split(",") if key.strip()]
         return value
 
     @field_validator("redis_url")

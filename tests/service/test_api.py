@@ -98,7 +98,7 @@ def test_health(client, tmp_path, make_client):
     assert client.get("/health/live").json() == {"status": "alive"}
     ready = client.get("/health/ready")
     assert ready.status_code == 200
-    assert ready.json()["cache"] == {"backend": "memory", "state": "ok", "entries": 0}
+    assert ready.json()["cache"] == {"backend": "memory", "state": "ok", "entries": 0, "bytes": 0}
     assert ready.json()["provider"] == "CPUExecutionProvider"
     (tmp_path / "empty").mkdir()
     empty = make_client(tmp_path / "empty")

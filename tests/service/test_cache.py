@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import redis
 
-from service.cache import MemoryCache
+from service.cache import KEY_PREFIX, MemoryCache
 from tests.service.handmade import LinearGaussian
 from tests.service.network import free_port
 from tests.service.serving import start_redis
@@ -47,7 +47,7 @@ def test_redis_cache_hits_keys_ttl_and_compact_values(repository, make_client, s
     client = make_client(repository, redis_url=REDIS_URL, cache_ttl_s=120)
     assert client.get("/health/ready").json()["cache"] == {"backend": "redis", "state": "ok"}
     computed = client.post("/loglik", json=REQUEST).json()
-    keys = shared_redis.keys("vae:v1:loglik:*")
+    keys = shared_redis.keys(f"{KEY_PREFIX}:loglik:*")
     assert len(keys) == 1
     assert 0 < shared_redis.ttl(keys[0]) <= 120
     assert len(shared_redis.get(keys[0])) < len(json.dumps(computed))  # binary arrays, not JSON floats
@@ -64,7 +64,7 @@ def test_redis_cache_hits_keys_ttl_and_compact_values(repository, make_client, s
     client.post("/decode", json={"model": "linear:2", "z": [[0, 0, 0]]})
     client.post("/sample", json={"model": "linear:2", "n": 3, "seed": 1})
     client.post("/sample", json={"model": "linear:2", "n": 3})
-    kinds = sorted(k.decode().split(":")[2] for k in shared_redis.keys("vae:v1:*"))
+    kinds = sorted(k.decode().split(":")[2] for k in shared_redis.keys(f"{KEY_PREFIX}:*"))
     assert kinds == ["decode", "encode", "loglik", "sample"]
 
 
@@ -76,7 +76,7 @@ def test_a_changed_model_is_never_answered_from_an_old_entry(repository, make_cl
     after = after_client.post("/loglik", json=REQUEST).json()
     assert counter(after_client, "vae_cache_hits", "loglik") == 0
     assert after["loglik"] != before["loglik"]
-    assert len(shared_redis.keys("vae:v1:loglik:*")) == 2
+    assert len(shared_redis.keys(f"{KEY_PREFIX}:loglik:*")) == 2
 
 
 def test_unreachable_redis_degrades_but_every_request_succeeds(repository, make_client):
@@ -142,7 +142,7 @@ def test_the_key_is_the_request_in_canonical_form(client):
 def test_a_damaged_entry_is_a_miss_not_an_error(repository, make_client, shared_redis):
     client = make_client(repository, redis_url=REDIS_URL)
     expected = client.post("/loglik", json=REQUEST).json()
-    (key,) = shared_redis.keys("vae:v1:loglik:*")
+    (key,) = shared_redis.keys(f"{KEY_PREFIX}:loglik:*")
     shared_redis.set(key, b"\x10\x00\x00\x00not what we wrote")
     assert client.post("/loglik", json=REQUEST).json() == expected
     assert counter(client, "vae_cache_hits", "loglik") == 0 and counter(client, "vae_cache_misses", "loglik") == 2

@@ -1,0 +1,29 @@
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request
+
+from service.errors import AdminActionsDisabled
+from service.reload import RepositoryReloader
+from service.repository import ReloadReport
+from service.routes.deps import ServiceDep
+from service.schemas import ErrorResponse
+
+router = APIRouter(prefix="/admin", tags=["admin"])
+
+
+async def get_reloader(request: Request) -> RepositoryReloader:
+    return request.app.state.reloader
+
+
+ReloaderDep = Annotated[RepositoryReloader, Depends(get_reloader)]
+
+
+@router.post("/reload", response_model=ReloadReport, responses={
+    403: {"model": ErrorResponse, "description": "No API keys are configured (VAE_API_KEYS): admin actions are off."},
+    503: {"model": ErrorResponse, "description": "The model repository folder cannot be read now."}})
+async def reload_models(service: ServiceDep, reloader: ReloaderDep) -> ReloadReport:
+    """Scan the model repository now: load versions added or changed, drop removed ones; say what changed."""
+    if not service.settings.api_keys:
+        raise AdminActionsDisabled("POST /admin/reload is an admin action, and this service has no API keys: set "
+                                   "VAE_API_KEYS (comma-separated) and send `Authorization: Bearer <key>`")
+    return await reloader.reload()
