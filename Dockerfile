@@ -36,7 +36,9 @@ COPY models /opt/vae/models
 
 USER vae
 WORKDIR /opt/vae
-ENV VAE_HOST=0.0.0.0 VAE_PORT=8000 VAE_MODEL_REPOSITORY=/opt/vae/models
+# ORT_DISABLE_TELEMETRY: ONNX Runtime 1.31 would otherwise keep a device ID under ~/.cache (read-only here,
+# so it warns at every start) and send usage events from the server.
+ENV VAE_HOST=0.0.0.0 VAE_PORT=8000 VAE_MODEL_REPOSITORY=/opt/vae/models ORT_DISABLE_TELEMETRY=1
 EXPOSE 8000
 HEALTHCHECK --interval=10s --timeout=3s --start-period=60s --retries=3 \
     CMD ["/opt/venv/bin/python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:' + os.environ['VAE_PORT'] + '/health/ready', timeout=2)"]
