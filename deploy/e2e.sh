@@ -55,7 +55,8 @@ trap cleanup EXIT
 # --- the engine and the stand-ins for the base images -------------------------------------------------
 [ -x "$ENGINE" ] || [ -f "$ENGINE" ] || fail "no Docker engine script at $ENGINE (set VAE_DOCKER_ENGINE)"
 start=$(now)
-eval "$(timeout 600 bash "$ENGINE" start)" || fail "the Docker engine did not start (see $ENGINE)"
+exports=$(timeout 600 bash "$ENGINE" start) || fail "the Docker engine did not start (see $ENGINE)"
+eval "$exports"
 bases=$(sed -n 's/^FROM \([^ ]*\).*/\1/p' Dockerfile | grep -v -x -F "$(sed -n 's/^FROM .* AS \(.*\)$/\1/p' Dockerfile)" || true)
 redis_image=$(sed -n 's/^    image: \(redis:.*\)$/\1/p' docker-compose.yml)
 [ -n "$bases" ] && [ -n "$redis_image" ] && [ -n "$IMAGE" ] || fail "could not read the image names from Dockerfile and docker-compose.yml"
@@ -168,7 +169,7 @@ STACK_UP=false
 # --- a code change rebuilds the code, not the dependencies ---------------------------------------------
 mkdir "$WORK/context"
 git ls-files -z --cached --others --exclude-standard | tar --null -T - -c | tar -x -C "$WORK/context"
-echo "# e2e: a code change" >> "$WORK/context/service/__init__.py"
+echo "# e2e: a code change, $(date +%s.%N) $RANDOM (new each run: an old one would come from the cache)" >> "$WORK/context/service/__init__.py"
 start=$(now)
 timeout 600 docker buildx build --network host --progress plain -t "$REBUILD_TAG" "$WORK/context" \
   > "$WORK/rebuild.log" 2>&1 || { tail -30 "$WORK/rebuild.log" >&2; fail "the rebuild after a code change"; }
@@ -190,6 +191,11 @@ printf '  %s\n' "${PHASES[@]}"
 # --- --record: the figures into docs/RELIABILITY.md ------------------------------------------------------
 if [ "$RECORD" = true ]; then
   server=$(docker version -f '{{.Server.Version}}')
+  layer_mb() {  # the size of the image's layer made by the step whose command contains $1, in MB
+    docker history --no-trunc --human=false --format '{{.Size}} {{.CreatedBy}}' "$IMAGE" \
+      | grep -F -- "$1" | head -1 | awk '{print int($1 / 1000000)}'
+  }
+  base_mb=$(( $(docker image inspect -f '{{.Size}}' "$(echo "$bases" | head -1)") / 1000000 ))
   compose_version=$(docker compose version --short)
   section=$(cat <<EOF
 ## Docker
@@ -207,8 +213,10 @@ came from the cache.
 
 Measured with \`bash deploy/e2e.sh --record\` on $(date -u +%Y-%m-%d), $(uname -m), $(nproc) cores, Docker
 engine $server, Compose $compose_version. No registry is reachable there: the base image is a Debian bookworm
-stand-in (Python 3.11, no CUDA, $(( $(docker image inspect -f '{{.Size}}' "$(echo "$bases" | head -1)") / 1000000 )) MB) tagged with the CUDA image's name, so
-the size below is the image's own layers plus that stand-in; the real CUDA + cuDNN base adds several GB.
+stand-in (Python 3.11, no CUDA, $base_mb MB) tagged with the CUDA image's name: the size below is that
+stand-in plus the image's own layers (system Python $(layer_mb 'apt-get install') MB, the dependencies $(layer_mb 'pip install -r') MB, of which
+onnxruntime-gpu with its CUDA provider is most); on the real base, add NVIDIA's CUDA and cuDNN runtime
+image instead of the stand-in (not measurable here).
 
 | measure | figure |
 |---|---|
