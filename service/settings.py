@@ -1,10 +1,10 @@
 """The service's one settings class. Every field reads from the environment with the VAE_ prefix."""
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
@@ -58,6 +58,27 @@ class Settings(BaseSettings):
     port: int = Field(8000, ge=1, le=65535, description="Port `make serve` binds.")
     workers: int = Field(1, ge=1, description="Server processes; each loads every model.")
     log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="Log level.")
+    api_keys: Annotated[list[SecretStr], NoDecode] = Field(
+        default_factory=list, description="Comma-separated API keys; when set, every route but /health/* "
+        "needs `Authorization: Bearer <key>`. Unset: open.")
+    allowed_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Comma-separated host names the service answers to (the Host header "
+        "without its port; `*.example.com` for its subdomains); any other Host gets 400, which stops DNS "
+        "rebinding against a loopback service. Unset: any host.")
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _split_keys(cls, value):
+        if isinstance(value, str):
+            return [key.strip() for key in value.split(",") if key.strip()]
+        return value
+
+    @field_validator("allowed_hosts", mode="before")
+    @classmethod
+    def _split_hosts(cls, value):
+        if isinstance(value, str):
+            value = value.split(",")
+        return [_host_name(str(host)) for host in value if str(host).strip()]
 
     @field_validator("model_repository")
     @classmethod
@@ -74,3 +95,15 @@ class Settings(BaseSettings):
         if not value.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError(f"VAE_REDIS_URL must start with redis://, rediss:// or unix://, got {value!r}")
         return value
+
+
+def _host_name(entry: str) -> str:
+    """One VAE_ALLOWED_HOSTS entry, lower case, IPv6 literals without brackets; a port or a stray * is an error."""
+    host = entry.strip().lower().rstrip(".")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    wildcard = host.startswith("*.")
+    if "*" in (host[2:] if wildcard else host) or host.count(":") == 1 or "/" in host or not host:
+        raise ValueError(f"VAE_ALLOWED_HOSTS: {entry.strip()!r} is not a host name; list names or addresses "
+                         "without ports (localhost,127.0.0.1,::1), `*.example.com` for subdomains")
+    return host
