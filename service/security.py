@@ -3,14 +3,15 @@
 
 Starlette's TrustedHostMiddleware answers in plain text and cuts an IPv6 literal at its first colon, so the
 host check is written here. Everything a check needs is computed once, at the first request; per request the
-guard reads two headers and, with keys set, hashes the token once and compares it with every key.
+guard reads two headers, looks the Host value up among those it has accepted before, and, with keys set,
+compares the token with every key in constant time (hmac.compare_digest; a key's length is the one thing its
+timing could tell, so long random keys are best).
 
 Public without a key: /health/* (probes), and the docs (/docs, its assets, /redoc, /openapi.json), because a
 browser cannot send a bearer token for a page it opens; Swagger UI's Authorize button then adds the key to the
 calls it makes. Everything else, /metrics and /models included, needs the key.
 """
 
-import hashlib
 import hmac
 
 import orjson
@@ -21,6 +22,7 @@ from service.settings import Settings
 PUBLIC_PATHS = frozenset({"/openapi.json", "/docs", "/redoc"})
 PUBLIC_PREFIXES = ("/health/", "/docs/")
 SCHEME_NAME = "bearer"
+MAX_ACCEPTED_HOSTS = 64  # remembered raw Host values ("localhost:8000", "LOCALHOST", ...); more are parsed each time
 
 
 class Refusal:
@@ -43,40 +45,42 @@ WRONG_KEY = Refusal(401, f"authorization: the bearer key is not valid; {FIX}", b
 
 
 class AccessPolicy:
-    """VAE_ALLOWED_HOSTS and VAE_API_KEYS in the form the checks use: lower-case bytes, sha256 digests."""
+    """VAE_ALLOWED_HOSTS and VAE_API_KEYS in the form the checks use: lower-case host names and keys as bytes."""
 
     def __init__(self, allowed_hosts: list[str], api_keys: list[str]):
         self.check_hosts = bool(allowed_hosts)
         self.exact_hosts = frozenset(host.encode() for host in allowed_hosts if not host.startswith("*."))
         self.host_suffixes = tuple(host[1:].encode() for host in allowed_hosts if host.startswith("*."))
-        # Digests have one length, so comparing them tells nothing about a key's length either.
-        self.key_digests = tuple(hashlib.sha256(key.encode()).digest() for key in api_keys)
-        self.open = not self.check_hosts and not self.key_digests
+        self.keys = tuple(key.encode() for key in api_keys)
+        self.open = not self.check_hosts and not self.keys
+        self.accepted_hosts: set[bytes] = set()  # raw Host values seen and allowed, so most requests parse none
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "AccessPolicy":
         return cls(settings.allowed_hosts, [key.get_secret_value() for key in settings.api_keys])
 
     def host_refusal(self, host: bytes | None) -> Refusal | None:
-        if not self.check_hosts:
+        if not self.check_hosts or host in self.accepted_hosts:
             return None
         name = host_name(host) if host else None
         if name is not None and (name in self.exact_hosts or name.endswith(self.host_suffixes)):
+            if len(self.accepted_hosts) < MAX_ACCEPTED_HOSTS:
+                self.accepted_hosts.add(host)
             return None
         shown = repr(host.decode("latin-1")[:100]) if host else "missing"
         return Refusal(400, f"host: {shown} is not a name this service answers to (VAE_ALLOWED_HOSTS); "
                              "call it by one of its allowed host names")
 
     def key_refusal(self, path: str, authorization: bytes | None) -> Refusal | None:
-        if not self.key_digests or path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES):
+        if not self.keys or path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES):
             return None
         scheme, _, token = (authorization or b"").partition(b" ")
         if scheme.lower() != b"bearer":
             return NO_KEY
-        digest = hashlib.sha256(token.strip()).digest()
+        token = token.strip()
         matched = False
-        for key in self.key_digests:  # every key, no early exit: the time taken says nothing about which matched
-            matched |= hmac.compare_digest(digest, key)
+        for key in self.keys:  # every key, no early exit: the time taken says nothing about which one matched
+            matched |= hmac.compare_digest(token, key)
         return None if matched else WRONG_KEY
 
 

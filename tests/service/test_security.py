@@ -8,7 +8,7 @@ import anyio
 import pytest
 from pydantic import ValidationError
 
-from service.security import AccessPolicy, host_name
+from service.security import MAX_ACCEPTED_HOSTS, AccessPolicy, host_name
 from service.settings import Settings
 
 KEYS = "first-key-0123456789,second-key-abcdef"
@@ -157,6 +157,16 @@ def test_the_host_check_comes_before_the_key_check(repository, make_client):
                                           (b"a:b", None), (b"[::1]:x", None)])
 def test_host_name(value, name):
     assert host_name(value) == name
+
+
+def test_remembered_hosts_are_bounded_and_only_allowed_ones():
+    policy = AccessPolicy(["localhost"], [])
+    for port in range(100):
+        assert policy.host_refusal(b"localhost:%d" % port) is None
+        assert policy.host_refusal(b"evil.com:%d" % port) is not None
+    assert len(policy.accepted_hosts) == MAX_ACCEPTED_HOSTS
+    assert all(host.startswith(b"localhost:") for host in policy.accepted_hosts)
+    assert policy.host_refusal(b"localhost:99") is None and policy.host_refusal(None) is not None
 
 
 def test_an_open_policy_is_skipped_whole():
