@@ -6,8 +6,8 @@ import json
 import numpy as np
 import pytest
 
-from service.inputs import refuse_booleans
 from service.errors import InvalidInput
+from service.inputs import refuse_booleans
 
 JSON = {"content-type": "application/json"}
 
