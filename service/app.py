@@ -7,6 +7,7 @@ from anyio import to_thread
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi_offline import FastAPIOffline
 
 from service.cache import MemoryCache, RedisCache
 from service.errors import DeadlineExceeded, Overloaded, RequestCancelled, ServiceError
@@ -18,6 +19,7 @@ from service.repository import ModelRepository, RuntimeOptions
 from service.responses import ArrayJSONResponse
 from service.routes import admin, health, latents, loglik, models, sample
 from service.runtime import providers_for
+from service.security import AccessGuard, describe_bearer_keys
 from service.settings import Settings
 
 log = logging.getLogger("service")
@@ -53,16 +55,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await app.state.reloader.stop()
             await cache.close()
 
-    app = FastAPI(title="vae-serve", version="1.0.0", description=DESCRIPTION, lifespan=lifespan,
-                  default_response_class=ArrayJSONResponse)
+    # FastAPIOffline: FastAPI with /docs and /redoc on assets served from the installed package, not a CDN.
+    app = FastAPIOffline(title="vae-serve", version="1.0.0", description=DESCRIPTION, lifespan=lifespan,
+                         default_response_class=ArrayJSONResponse, static_url="/docs/static",
+                         swagger_ui_parameters={"validatorUrl": None})
     app.state.metrics = Metrics()
-    app.add_middleware(RequestBudget)  # the last added runs first: metrics, then bodies, then the budget
+    app.add_middleware(RequestBudget)  # the last added runs first: metrics, access, bodies, then the budget
     app.add_middleware(BodyLimits)
+    app.add_middleware(AccessGuard)  # inside RequestMetrics, so refusals are counted too
     app.add_middleware(RequestMetrics, metrics=app.state.metrics)
     app.add_exception_handler(ServiceError, _service_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     for module in (latents, sample, loglik, models, health, admin):
         app.include_router(module.router)
+    app.openapi = lambda: app.openapi_schema or describe_bearer_keys(FastAPI.openapi(app))
     return app
 
 

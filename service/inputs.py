@@ -1,8 +1,10 @@
 """Turn what a client sent into checked float32 arrays, or a 4xx naming the field and the fix."""
 
 import math
+import re
 
 import numpy as np
+import orjson
 
 from service.errors import InvalidInput, LimitExceeded
 
@@ -51,11 +53,51 @@ def check_probability_range(batch: np.ndarray, field: str) -> None:
 
 
 def parse_csv_point(text: str, field: str) -> list[float]:
-    """'v1,v2,...' -> one flat data point."""
+    """'v1,v2,...' -> one flat data point; each value exactly a JSON number (no spaces, _, hex, nan or inf)."""
     try:
-        return [float(v) for v in text.split(",")]
-    except ValueError:
-        raise InvalidInput(f"{field}: must be comma-separated numbers, e.g. x=0,0.5,1,...") from None
+        values = orjson.loads(f"[{text}]")
+    except orjson.JSONDecodeError:
+        values = None
+    if (not values or any(type(value) not in (int, float) for value in values)
+            or any(space in text for space in JSON_WHITESPACE)):
+        raise InvalidInput(_first_bad_item(text, field))
+    return values
+
+
+JSON_NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
+JSON_WHITESPACE = " \t\r\n"
+
+
+def _first_bad_item(text: str, field: str) -> str:
+    fix = f"send comma-separated numbers as JSON writes them, e.g. {field}=0,0.5,-1.5e-3"
+    for index, item in enumerate(text.split(",")):
+        if not item:
+            return f"{field}: value {index} is empty; {fix}"
+        if not JSON_NUMBER.fullmatch(item):
+            return (f"{field}: value {index} ({item[:40]!r}) is not a number; {fix} (no spaces, underscores, "
+                    "hex, nan or inf)")
+        if not math.isfinite(float(item)):
+            return f"{field}: value {index} ({item[:40]!r}) is too large for a number; send finite numbers"
+    return f"{field}: not a list of numbers; {fix}"
+
+
+def refuse_booleans(values: list, field: str) -> None:
+    """A JSON true or false inside an array is an error: NumPy would take it as 1 or 0 without a word.
+
+    Walks the nested lists in document order with a stack (a recursion would overflow on deep nesting).
+    """
+    stack = [(iter(enumerate(values)), "")]
+    while stack:
+        items, path = stack[-1]
+        for index, item in items:
+            if item is True or item is False:
+                raise InvalidInput(f"{field}{path}[{index}]: {'true' if item else 'false'} is not a number; send 1 "
+                                   "or 0 (or the array as application/x-npy, where dtype bool is taken)")
+            if isinstance(item, list):
+                stack.append((iter(enumerate(item)), f"{path}[{index}]"))
+                break
+        else:
+            stack.pop()
 
 
 def check_limit(value: int, limit: int, field: str, setting: str) -> None:

@@ -1,15 +1,40 @@
 """Request and response bodies of the HTTP API (shared/CONTRACT.md, section 2)."""
 
+import math
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
+from pydantic_core import PydanticCustomError
 
 MAX_SEED = 2**53 - 1  # exact as a JSON number in every client
+MAX_TEMPERATURE = 10.0  # far beyond the prior; the digits model draws non-finite x from t = 20 in mode "sample"
+
+
+def plain_digits(value: Any) -> Any:
+    """Query strings: a whole number in plain digits. Pydantic alone would also take '1_0', ' 10', '+10', '10.0'."""
+    if isinstance(value, str) and not (value.removeprefix("-").isdigit() and value.isascii()):
+        raise PydanticCustomError("int_parsing", "Input should be a valid integer in plain digits (e.g. 10), "
+                                  "not {text}", {"text": repr(value[:40])})
+    return value
+
+
+def finite(value: Any) -> Any:
+    """NaN and infinity get a message of their own (a range check alone would call NaN 'not >= 0')."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise PydanticCustomError("finite_number", "{what} is not allowed; send a finite number",
+                                  {"what": "NaN" if math.isnan(value) else "infinity"})
+    return value
+
+
+# Strict in JSON (an int, never a bool or a string); digits only when it comes from a query string.
+WholeNumber = Annotated[int, BeforeValidator(plain_digits)]
+# The range inside the type, so that in `Seed | None` it documents the integer (minimum, maximum), not the union.
+Seed = Annotated[int, Field(ge=0, le=MAX_SEED), BeforeValidator(plain_digits)]
 MODEL_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,63}(:[1-9][0-9]{0,17})?$"
 # Documented here; enforced by the data plane, whose message says what a reference looks like.
 ModelField = Field(None, json_schema_extra={"pattern": MODEL_PATTERN}, description="'name' (its highest version) or 'name:version'; "
                    "default: the service's default model.", examples=["digits:1"])
-SeedField = Field(None, ge=0, le=MAX_SEED, description="Seed of the random draws; the same seed gives the same "
+SeedField = Field(None, description="Seed of the random draws; the same seed gives the same "
                   "numbers. Without one the draws are fresh and the result is not cached.")
 Batch = Field(..., description="A batch: a list of data points, each nested as the model's data_shape "
               "(or flat, prod(data_shape) numbers).")
@@ -34,8 +59,8 @@ class Request(BaseModel):
 # parameters travel in the query string.
 class EncodeParams(Request):
     model: str | None = ModelField
-    samples: int = Field(0, ge=0, description="Draws of z ~ q(z|x) per point, returned as z [N][samples][D].")
-    seed: int | None = SeedField
+    samples: WholeNumber = Field(0, ge=0, description="Draws of z ~ q(z|x) per point, returned as z [N][samples][D].")
+    seed: Seed | None = SeedField
 
 
 class EncodeRequest(EncodeParams):
@@ -58,9 +83,11 @@ class DecodeRequest(DecodeParams):
 
 class SampleRequest(Request):
     model: str | None = ModelField
-    n: int = Field(1, ge=1, description="How many draws.")
-    seed: int | None = SeedField
-    temperature: float = Field(1.0, ge=0, le=100, description="Scales the prior's standard deviation.")
+    n: WholeNumber = Field(1, ge=1, description="How many draws.")
+    seed: Seed | None = SeedField
+    temperature: Annotated[float, BeforeValidator(finite)] = Field(
+        1.0, ge=0, le=MAX_TEMPERATURE, description="Scales the prior's standard deviation; finite, at most "
+        f"{MAX_TEMPERATURE:g} (further out the latents lie where no decoder was trained).")
     mode: Literal["mean", "sample"] = Field("mean", description="mean: E[x given z]; sample: x ~ p(x given z).")
 
     model_config = ConfigDict(extra="forbid", strict=True, json_schema_extra={
@@ -69,8 +96,8 @@ class SampleRequest(Request):
 
 class LoglikParams(Request):
     model: str | None = ModelField
-    k: int = Field(1000, ge=1, description="Importance samples per data point.")
-    seed: int = Field(0, ge=0, le=MAX_SEED, description="Seed of the importance samples.")
+    k: WholeNumber = Field(1000, ge=1, description="Importance samples per data point.")
+    seed: WholeNumber = Field(0, ge=0, le=MAX_SEED, description="Seed of the importance samples.")
 
 
 class LoglikRequest(LoglikParams):

@@ -83,26 +83,37 @@ class Settings(BaseSettings):
         10.0, ge=0, description="Seconds between looks at the model repository's files (names, sizes, mtimes); "
         "versions added, changed or removed are loaded beside the serving ones and swapped in. 0: no polling "
         "(POST /admin/reload still reloads on demand).")
-    api_keys: Annotated[list[SecretStr], NoDecode] = Field(
-        default_factory=list, description="Comma-separated API keys; when set, every route but /health/* "
-        "needs `Authorization: Bearer <key>`. Unset: open.")
     host: str = Field("127.0.0.1", description="Address `make serve` binds.")
     port: int = Field(8000, ge=1, le=65535, description="Port `make serve` binds.")
     workers: int = Field(1, ge=1, description="Server processes; each loads every model.")
     log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="Log level.")
-
-    @field_validator("model_repository")
-    @classmethod
-    def _repository_exists(cls, value: Path) -> Path:
-        if not value.is_dir():
-            raise ValueError(f"VAE_MODEL_REPOSITORY={value} is not a folder")
-        return value
+    api_keys: Annotated[list[SecretStr], NoDecode] = Field(
+        default_factory=list, description="Comma-separated API keys; when set, every route but /health/* "
+        "needs `Authorization: Bearer <key>`. Unset: open.")
+    allowed_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Comma-separated host names the service answers to (the Host header "
+        "without its port; `*.example.com` for its subdomains); any other Host gets 400, which stops DNS "
+        "rebinding against a loopback service. Unset: any host.")
 
     @field_validator("api_keys", mode="before")
     @classmethod
     def _split_keys(cls, value):
         if isinstance(value, str):
             return [key.strip() for key in value.split(",") if key.strip()]
+        return value
+
+    @field_validator("allowed_hosts", mode="before")
+    @classmethod
+    def _split_hosts(cls, value):
+        if isinstance(value, str):
+            value = value.split(",")
+        return [_host_name(str(host)) for host in value if str(host).strip()]
+
+    @field_validator("model_repository")
+    @classmethod
+    def _repository_exists(cls, value: Path) -> Path:
+        if not value.is_dir():
+            raise ValueError(f"VAE_MODEL_REPOSITORY={value} is not a folder")
         return value
 
     @field_validator("redis_url")
@@ -113,3 +124,15 @@ class Settings(BaseSettings):
         if not value.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError(f"VAE_REDIS_URL must start with redis://, rediss:// or unix://, got {value!r}")
         return value
+
+
+def _host_name(entry: str) -> str:
+    """One VAE_ALLOWED_HOSTS entry, lower case, IPv6 literals without brackets; a port or a stray * is an error."""
+    host = entry.strip().lower().rstrip(".")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    wildcard = host.startswith("*.")
+    if "*" in (host[2:] if wildcard else host) or host.count(":") == 1 or "/" in host or not host:
+        raise ValueError(f"VAE_ALLOWED_HOSTS: {entry.strip()!r} is not a host name; list names or addresses "
+                         "without ports (localhost,127.0.0.1,::1), `*.example.com` for subdomains")
+    return host

@@ -15,6 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ValidationError
 
 from service.errors import InvalidInput, UnreadableBody, UnsupportedMediaType
+from service.inputs import refuse_booleans
 from service.payloads import NPY, NPZ, read_npy, write_npz
 from service.responses import ArrayJSONResponse
 
@@ -27,12 +28,12 @@ async def read_request(request: Request, params_schema: type[BaseModel], schema:
 
     schema is params_schema plus the array field; query values are text, so they are validated leniently.
     """
-    media_type = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
+    media_type = _media_type(request)
     query = dict(request.query_params)
     body = await request.body()
     if media_type == NPY:
         return _validate(params_schema, query, strict=False), read_npy(body, array_field)
-    if media_type != "application/json" and not media_type.endswith("+json"):
+    if not _is_json(media_type):
         raise UnsupportedMediaType(f"content-type: {media_type!r} is not taken; send application/json, or the "
                                    f"array '{array_field}' as {NPY} with the other fields in the query string")
     content = _parse_json(body)
@@ -42,7 +43,19 @@ async def read_request(request: Request, params_schema: type[BaseModel], schema:
     if query:
         content = {**_validate(params_schema, query, strict=False).model_dump(include=set(query)), **content}
     params = _validate(schema, content, strict=True)
-    return params, getattr(params, array_field)
+    array = getattr(params, array_field)
+    if b"true" in body or b"false" in body:  # the walk costs only the rare body that has a JSON boolean at all
+        refuse_booleans(array, array_field)
+    return params, array
+
+
+async def read_json(request: Request, schema: type[BaseModel]) -> BaseModel:
+    """A JSON body, validated strictly, for a route that takes no array (so no .npy body either)."""
+    media_type = _media_type(request)
+    if not _is_json(media_type):
+        raise UnsupportedMediaType(f"content-type: {media_type!r} is not taken; send the fields as a JSON object "
+                                   "with content-type: application/json")
+    return _validate(schema, _parse_json(await request.body()), strict=True)
 
 
 def respond(request: Request, content: dict) -> Response:
@@ -70,8 +83,23 @@ def body_documentation(schema: type[BaseModel], array_field: str, description: s
     }
 
 
+def json_body_documentation(schema: type[BaseModel], description: str) -> dict:
+    """openapi_extra for a route that reads a JSON body itself with read_json."""
+    json_schema = schema.model_json_schema(ref_template="#/components/schemas/{model}")
+    return {"requestBody": {"required": True, "description": description,
+                            "content": {"application/json": {"schema": json_schema}}}}
+
+
 def binary_response(description: str) -> dict:
     return {200: {"content": {NPZ: {"schema": {**BINARY, "description": description}}}}}
+
+
+def _media_type(request: Request) -> str:
+    return request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
+
+
+def _is_json(media_type: str) -> bool:
+    return media_type == "application/json" or media_type.endswith("+json")
 
 
 def _parse_json(body: bytes) -> dict:

@@ -1,6 +1,7 @@
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
+from pydantic import BeforeValidator
 
 from service.inputs import parse_csv_point
 from service.responses import ArrayJSONResponse
@@ -9,6 +10,7 @@ from service.routes.deps import ERRORS, ServiceDep
 from service.schemas import (
     MAX_SEED,
     MODEL_PATTERN,
+    plain_digits,
     LoglikParams,
     LoglikPointResponse,
     LoglikRequest,
@@ -31,11 +33,13 @@ async def score_batch(request: Request, service: ServiceDep) -> Response:
 @router.get("/loglik", response_model=LoglikPointResponse)
 async def score_point(
     service: ServiceDep,
-    x: Annotated[str, Query(description="One data point, flat, comma-separated, in C order.",
-                            examples=["0,1,0,1"])],
+    x: Annotated[str, Query(description="One data point, flat, comma-separated, in C order; each value a JSON "
+                                        "number (no spaces, underscores, hex, nan or inf).", examples=["0,1,0,1"])],
     model: Annotated[str | None, Query(json_schema_extra={"pattern": MODEL_PATTERN}, description="'name' or 'name:version'.")] = None,
-    k: Annotated[int, Query(ge=1, description="Importance samples.")] = 1000,
-    seed: Annotated[int, Query(ge=0, le=MAX_SEED, description="Seed of the importance samples.")] = 0,
+    # Query before the validator: the other order leaves FastAPI's "ge" in the OpenAPI schema untranslated.
+    k: Annotated[int, Query(ge=1, description="Importance samples."), BeforeValidator(plain_digits)] = 1000,
+    seed: Annotated[int, Query(ge=0, le=MAX_SEED, description="Seed of the importance samples."),
+                    BeforeValidator(plain_digits)] = 0,
 ) -> ArrayJSONResponse:
     """log p(x) of one data point sent in the query string."""
     reference, result = await service.loglik(model, [parse_csv_point(x, "x")], k, seed)

@@ -65,9 +65,9 @@ def test_malformed_json(client):
 
 @pytest.mark.parametrize(
     "params, names",
-    [({"x": "0,1,a"}, "x: must be comma-separated numbers"), ({}, "x: Field required"),
+    [({"x": "0,1,a"}, "x: value 2 ('a') is not a number"), ({}, "x: Field required"),
      ({"x": "0,1"}, "x: each point has shape [2]"), ({"x": "0,0,0,0,0", "k": 0}, "k: Input should be greater"),
-     ({"x": "0,0,0,0,nan"}, "x[0]: holds NaN")],
+     ({"x": "0,0,0,0,nan"}, "x: value 4 ('nan') is not a number")],
 )
 def test_bad_queries(client, params, names):
     response = client.get("/loglik", params=params)
