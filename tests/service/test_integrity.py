@@ -20,6 +20,12 @@ ADMIN_KEY = "integrity-test-key"
 ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
 
 
+def keyed(client):
+    """A client that sends the admin key with every request (API keys guard every route but /health/*)."""
+    client.headers.update(ADMIN)
+    return client
+
+
 def record_sha256(folder: Path, **overrides: str) -> None:
     """Write the graphs' sha256 into the manifest, as training/export does; `overrides` replace entries."""
     manifest = json.loads((folder / "manifest.json").read_text())
@@ -86,7 +92,7 @@ def test_the_digest_is_of_the_bytes_loaded_even_when_a_file_is_replaced_meanwhil
         return content
 
     monkeypatch.setattr(modelrepo.manifest, "_read", read_then_replace)
-    client = make_client(repository, reload_interval_s=0, api_keys=ADMIN_KEY)
+    client = keyed(make_client(repository, reload_interval_s=0, api_keys=ADMIN_KEY))
     served = client.get("/models/linear").json()["versions"][0]
     expected = hashlib.sha256("".join(hashlib.sha256(b).hexdigest() for b in original.values()).encode()).hexdigest()
     assert served["digest"] == expected  # the files as read, not as they are on disk now
@@ -110,7 +116,7 @@ def test_no_response_names_a_file_by_its_absolute_path(repository, make_client):
     LinearGaussian().write(repository, "moved", 1)
     manifest = json.loads((repository / "moved" / "1" / "manifest.json").read_text())
     (repository / "moved" / "1" / "manifest.json").write_text(json.dumps({**manifest, "decoder": "gone.onnx"}))
-    client = make_client(repository, reload_interval_s=0, api_keys=ADMIN_KEY)
+    client = keyed(make_client(repository, reload_interval_s=0, api_keys=ADMIN_KEY))
     (repository / "linear" / "2" / "encoder.onnx").write_bytes(b"")  # breaks while an older load serves
     bodies = [reload(client), client.get("/health/ready").json(), client.get("/models").json()]
     names = client.get("/models").json()["models"]

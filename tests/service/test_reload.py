@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from tests.service.handmade import LinearGaussian
-from tests.service.test_integrity import ADMIN, ADMIN_KEY, overwrite, record_sha256, reload
+from tests.service.test_integrity import ADMIN, ADMIN_KEY, keyed, overwrite, record_sha256, reload
 
 X = np.random.default_rng(3).standard_normal((4, 5))
 
@@ -17,7 +17,7 @@ X = np.random.default_rng(3).standard_normal((4, 5))
 @pytest.fixture
 def admin(repository, make_client):
     """A service on the hand-built repository that reloads only when asked."""
-    return make_client(repository, reload_interval_s=0, api_keys=ADMIN_KEY)
+    return keyed(make_client(repository, reload_interval_s=0, api_keys=ADMIN_KEY))
 
 
 def loglik(client, model: str, x: np.ndarray = X, k: int = 64) -> np.ndarray:
@@ -125,7 +125,7 @@ def test_the_poller_alone_picks_up_a_change_within_a_few_intervals(repository, m
 
 
 def test_a_request_in_flight_finishes_on_the_version_it_started_with(repository, make_client):
-    client = make_client(repository, reload_interval_s=0, api_keys=ADMIN_KEY)
+    client = keyed(make_client(repository, reload_interval_s=0, api_keys=ADMIN_KEY))
     reference = make_client(repository)  # the old files' answer, computed by another service
     x = np.random.default_rng(5).standard_normal((10, 5))
     request = {"model": "linear:2", "x": x.tolist(), "k": 10000, "seed": 7}  # large: runs in a worker thread
@@ -160,14 +160,14 @@ def test_reload_is_an_admin_action(repository, make_client):
     open_service = make_client(repository)
     refused = open_service.post("/admin/reload")
     assert refused.status_code == 403 and "set VAE_API_KEYS" in refused.json()["detail"]
-    keyed = make_client(repository, api_keys=f"other-key, {ADMIN_KEY}")
-    assert keyed.post("/admin/reload", headers=ADMIN).status_code == 200
+    keyed_client = make_client(repository, api_keys=f"other-key, {ADMIN_KEY}")
+    assert keyed_client.post("/admin/reload", headers=ADMIN).status_code == 200
 
 
 def test_a_vanished_repository_folder_changes_nothing(tmp_path, make_client):
     root = tmp_path / "repo"
     LinearGaussian().write(root, "linear", 1)
-    client = make_client(root, reload_interval_s=0, api_keys=ADMIN_KEY)
+    client = keyed(make_client(root, reload_interval_s=0, api_keys=ADMIN_KEY))
     root.rename(tmp_path / "elsewhere")
     response = client.post("/admin/reload", headers=ADMIN)
     assert response.status_code == 503 and "no longer a readable folder" in response.json()["detail"]
