@@ -23,8 +23,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.report import replace_section  # noqa: E402
 from tests.service import scenarios  # noqa: E402
-from tests.service.network import free_port  # noqa: E402
-from tests.service.serving import running_server, start_redis  # noqa: E402
+from tests.service.serving import RestartableRedis, running_server  # noqa: E402
 
 DOC = ROOT / "docs" / "RELIABILITY.md"
 
@@ -45,21 +44,12 @@ def drain(log_dir: Path) -> dict:
 
 
 def redis_restart(log_dir: Path) -> dict:
-    port = free_port()
-    redis_server = [start_redis(port)]
-
-    def restart(kill: bool) -> None:
-        if kill:
-            redis_server[0].kill()
-            redis_server[0].wait(10)
-        else:
-            redis_server[0] = start_redis(port)
-
+    redis_server = RestartableRedis()
     try:
-        with running_server(log_dir, redis_url=f"redis://127.0.0.1:{port}/0") as server:
-            return scenarios.redis_killed_under_load(server, restart, clients=16, seconds=15.0)
+        with running_server(log_dir, redis_url=redis_server.url) as server:
+            return scenarios.redis_killed_under_load(server, redis_server.restart, clients=16, seconds=15.0)
     finally:
-        redis_server[0].kill()
+        redis_server.close()
 
 
 def main() -> None:

@@ -78,3 +78,27 @@ def start_redis(port: int) -> subprocess.Popen:
             time.sleep(0.05)
     server.kill()
     raise RuntimeError("redis-server did not start")
+
+
+class RestartableRedis:
+    """A redis-server of the test's own on a free port, to kill (SIGKILL) and start again under load."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.process = start_redis(self.port)
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def restart(self, kill: bool) -> None:
+        """kill=True: SIGKILL it; kill=False: start it again, empty, on the same port."""
+        if kill:
+            self.process.kill()
+            self.process.wait(10)
+        else:
+            self.process = start_redis(self.port)
+
+    def close(self) -> None:
+        self.process.kill()
+        self.process.wait(10)
