@@ -4,13 +4,13 @@ import logging
 from contextlib import asynccontextmanager
 
 from anyio import to_thread
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
 from fastapi_offline import FastAPIOffline
+from starlette.types import Receive, Scope, Send
 
 from service.cache import MemoryCache, RedisCache
-from service.errors import DeadlineExceeded, Overloaded, RequestCancelled, ServiceError
+from service.errors import ServiceError
 from service.metrics import Metrics
 from service.middleware import BodyLimits, RequestBudget, RequestMetrics
 from service.operations import VaeService
@@ -18,6 +18,7 @@ from service.reload import RepositoryReloader
 from service.repository import ModelRepository, RuntimeOptions
 from service.responses import ArrayJSONResponse
 from service.routes import admin, health, latents, loglik, models, sample
+from service.routes.direct import DirectLane, error_reply, validation_reply
 from service.runtime import providers_for
 from service.security import AccessGuard, describe_bearer_keys
 from service.settings import Settings
@@ -29,7 +30,7 @@ DESCRIPTION = (
 )
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None) -> "ServiceApp":
     """The app; `settings` default to the environment (VAE_*), read when the app starts."""
 
     @asynccontextmanager
@@ -60,34 +61,42 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                          default_response_class=ArrayJSONResponse, static_url="/docs/static",
                          swagger_ui_parameters={"validatorUrl": None})
     app.state.metrics = Metrics()
-    app.add_middleware(RequestBudget)  # the last added runs first: metrics, access, bodies, then the budget
-    app.add_middleware(BodyLimits)
-    app.add_middleware(AccessGuard)  # inside RequestMetrics, so refusals are counted too
-    app.add_middleware(RequestMetrics, metrics=app.state.metrics)
     app.add_exception_handler(ServiceError, _service_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     for module in (latents, sample, loglik, models, health, admin):
         app.include_router(module.router)
     app.openapi = lambda: app.openapi_schema or describe_bearer_keys(FastAPI.openapi(app))
-    return app
+    return ServiceApp(app)
 
 
-DROPPED = {Overloaded: "shed", DeadlineExceeded: "timeout", RequestCancelled: "cancelled"}
+class ServiceApp:
+    """The ASGI app served: the service's own pure-ASGI middleware in front of every HTTP request, then the
+    direct lane (service.routes.direct) for the data routes and FastAPI for the rest. FastAPI's entry (its
+    telemetry hook reads the environment on every request) and Starlette's error layers run only for the
+    routes FastAPI answers. Every other attribute is the FastAPI app's (state, openapi(), routes)."""
+
+    def __init__(self, api: FastAPI):
+        self.api = api
+        lane = DirectLane(api, routers=[latents.router, sample.router, loglik.router])
+        # metrics outermost, so refusals are counted too; then access, body limits, the request's budget
+        self.http = RequestMetrics(AccessGuard(BodyLimits(RequestBudget(lane))), metrics=api.state.metrics)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":  # the lifespan (and websockets, which no route takes)
+            return await self.api(scope, receive, send)
+        scope["app"] = self.api  # what the middleware and Starlette read the settings and the service from
+        await self.http(scope, receive, send)
+
+    def __getattr__(self, name: str):
+        return getattr(self.api, name)
 
 
-async def _service_error(request: Request, exc: ServiceError) -> JSONResponse:
-    if type(exc) in DROPPED:
-        request.state.dropped = DROPPED[type(exc)]  # counted apart by RequestMetrics
-    return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+async def _service_error(request: Request, exc: ServiceError) -> Response:
+    return error_reply(exc, request.scope).response()
 
 
-async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
-    """Pydantic's errors as one readable line per field, without echoing the (possibly huge) input."""
-    problems = []
-    for error in exc.errors():
-        location = ".".join(str(p) for p in error["loc"] if p not in ("body", "query"))
-        problems.append(f"{location or 'body'}: {error['msg']}")
-    return JSONResponse({"detail": "; ".join(problems)}, status_code=422)
+async def _validation_error(_: Request, exc: RequestValidationError) -> Response:
+    return validation_reply(exc).response()
 
 
 app = create_app()

@@ -7,62 +7,95 @@ costs more than a small model's whole run.
 """
 
 import json
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from fastapi import Request, Response
+from fastapi import Response
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ValidationError
+from starlette.types import Send
 
 from service.errors import InvalidInput, UnreadableBody, UnsupportedMediaType
 from service.inputs import refuse_booleans
 from service.payloads import NPY, NPZ, read_npy, write_npz
-from service.responses import ArrayJSONResponse
 
 BINARY = {"type": "string", "format": "binary"}
 
 
-async def read_request(request: Request, params_schema: type[BaseModel], schema: type[BaseModel],
-                       array_field: str) -> tuple[BaseModel, Any]:
+@dataclass(frozen=True, slots=True)
+class Call:
+    """What a data route reads of a request: taken from the raw ASGI scope by the direct lane
+    (service.routes.direct), or from a Starlette Request when the routes are mounted in a FastAPI app alone."""
+
+    media_type: str  # the content-type without parameters, lower case; application/json when absent
+    query: dict[str, str]
+    body: bytes
+    accept: str
+
+    @classmethod
+    def of(cls, content_type: str | None, query: dict[str, str], body: bytes, accept: str | None) -> "Call":
+        media_type = (content_type or "application/json").split(";")[0].strip().lower()
+        return cls(media_type, query, body, accept or "")
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """A whole response, sent as two ASGI messages (or wrapped in a Starlette Response)."""
+
+    body: bytes
+    media_type: str = "application/json"
+    status: int = 200
+    headers: dict[str, str] | None = None
+
+    async def send(self, send: Send) -> None:
+        headers = [(b"content-type", self.media_type.encode()), (b"content-length", str(len(self.body)).encode())]
+        headers += [(name.lower().encode(), value.encode()) for name, value in (self.headers or {}).items()]
+        await send({"type": "http.response.start", "status": self.status, "headers": headers})
+        await send({"type": "http.response.body", "body": self.body})
+
+    def response(self) -> Response:
+        return Response(self.body, self.status, self.headers, self.media_type)
+
+
+def parse_request(call: Call, params_schema: type[BaseModel], schema: type[BaseModel],
+                  array_field: str) -> tuple[BaseModel, Any]:
     """The validated parameters and the array: a list from a JSON body, or an ndarray from a .npy body.
 
     schema is params_schema plus the array field; query values are text, so they are validated leniently.
     """
-    media_type = _media_type(request)
-    query = dict(request.query_params)
-    body = await request.body()
-    if media_type == NPY:
-        return _validate(params_schema, query, strict=False), read_npy(body, array_field)
-    if not _is_json(media_type):
-        raise UnsupportedMediaType(f"content-type: {media_type!r} is not taken; send application/json, or the "
+    if call.media_type == NPY:
+        return _validate(params_schema, call.query, strict=False), read_npy(call.body, array_field)
+    if not _is_json(call.media_type):
+        raise UnsupportedMediaType(f"content-type: {call.media_type!r} is not taken; send application/json, or the "
                                    f"array '{array_field}' as {NPY} with the other fields in the query string")
-    content = _parse_json(body)
-    repeated = sorted(set(query) & set(content))
-    if repeated:
-        raise InvalidInput(f"{', '.join(repeated)}: given in both the query string and the body; give it once")
-    if query:
-        content = {**_validate(params_schema, query, strict=False).model_dump(include=set(query)), **content}
+    content = _parse_json(call.body)
+    if call.query:
+        repeated = sorted(set(call.query) & set(content))
+        if repeated:
+            raise InvalidInput(f"{', '.join(repeated)}: given in both the query string and the body; give it once")
+        content = {**_validate(params_schema, call.query, strict=False).model_dump(include=set(call.query)),
+                   **content}
     params = _validate(schema, content, strict=True)
     array = getattr(params, array_field)
-    if b"true" in body or b"false" in body:  # the walk costs only the rare body that has a JSON boolean at all
+    if b"true" in call.body or b"false" in call.body:  # the walk costs only the rare body with a JSON boolean
         refuse_booleans(array, array_field)
     return params, array
 
 
-async def read_json(request: Request, schema: type[BaseModel]) -> BaseModel:
+def parse_json_request(call: Call, schema: type[BaseModel]) -> BaseModel:
     """A JSON body, validated strictly, for a route that takes no array (so no .npy body either)."""
-    media_type = _media_type(request)
-    if not _is_json(media_type):
-        raise UnsupportedMediaType(f"content-type: {media_type!r} is not taken; send the fields as a JSON object "
-                                   "with content-type: application/json")
-    return _validate(schema, _parse_json(await request.body()), strict=True)
+    if not _is_json(call.media_type):
+        raise UnsupportedMediaType(f"content-type: {call.media_type!r} is not taken; send the fields as a JSON "
+                                   "object with content-type: application/json")
+    return _validate(schema, _parse_json(call.body), strict=True)
 
 
-def respond(request: Request, content: dict) -> Response:
+def reply(call: Call, content: dict) -> Reply:
     """JSON unless the client accepts application/x-npz."""
-    if NPZ in request.headers.get("accept", ""):
-        return Response(write_npz(content), media_type=NPZ)
-    return ArrayJSONResponse(content)
+    if NPZ in call.accept:
+        return Reply(write_npz(content), NPZ)
+    return Reply(orjson.dumps(content, option=orjson.OPT_SERIALIZE_NUMPY))
 
 
 def body_documentation(schema: type[BaseModel], array_field: str, description: str) -> dict:
@@ -92,10 +125,6 @@ def json_body_documentation(schema: type[BaseModel], description: str) -> dict:
 
 def binary_response(description: str) -> dict:
     return {200: {"content": {NPZ: {"schema": {**BINARY, "description": description}}}}}
-
-
-def _media_type(request: Request) -> str:
-    return request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
 
 
 def _is_json(media_type: str) -> bool:

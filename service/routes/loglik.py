@@ -1,12 +1,14 @@
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Query
 from pydantic import BeforeValidator
 
 from service.inputs import parse_csv_point
+from service.operations import VaeService
 from service.responses import ArrayJSONResponse
-from service.routes.bodies import binary_response, body_documentation, read_request, respond
+from service.routes.bodies import Call, Reply, binary_response, body_documentation, parse_request, reply
 from service.routes.deps import ERRORS, ServiceDep
+from service.routes.direct import direct
 from service.schemas import (
     MAX_SEED,
     MODEL_PATTERN,
@@ -20,14 +22,17 @@ from service.schemas import (
 router = APIRouter(tags=["likelihood"], responses=ERRORS)
 
 
-@router.post("/loglik", response_model=LoglikResponse,
-             responses=binary_response("loglik, stderr and elbo as arrays, k as a number, model as a string."),
-             openapi_extra=body_documentation(LoglikRequest, "x", "The points to score, as JSON or .npy."))
-async def score_batch(request: Request, service: ServiceDep) -> Response:
+async def score_batch(service: VaeService, call: Call) -> Reply:
     """Importance-sampled log p(x) per point, with its standard error and the ELBO."""
-    params, x = await read_request(request, LoglikParams, LoglikRequest, "x")
+    params, x = parse_request(call, LoglikParams, LoglikRequest, "x")
     model, result = await service.loglik(params.model, x, params.k, params.seed)
-    return respond(request, {"model": model, "k": params.k, **result})
+    return reply(call, {"model": model, "k": params.k, **result})
+
+
+router.post("/loglik", response_model=LoglikResponse,
+            responses=binary_response("loglik, stderr and elbo as arrays, k as a number, model as a string."),
+            openapi_extra=body_documentation(LoglikRequest, "x", "The points to score, as JSON or .npy."),
+            )(direct(score_batch))
 
 
 @router.get("/loglik", response_model=LoglikPointResponse)

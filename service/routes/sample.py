@@ -1,16 +1,20 @@
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter
 
-from service.routes.bodies import binary_response, json_body_documentation, read_json, respond
-from service.routes.deps import ERRORS, ServiceDep
+from service.operations import VaeService
+from service.routes.bodies import Call, Reply, binary_response, json_body_documentation, parse_json_request, reply
+from service.routes.deps import ERRORS
+from service.routes.direct import direct
 from service.schemas import SampleRequest, SampleResponse
 
 router = APIRouter(tags=["generation"], responses=ERRORS)
 
 
-@router.post("/sample", response_model=SampleResponse, responses=binary_response("z and x as arrays."),
-             openapi_extra=json_body_documentation(SampleRequest, "How many draws, and how."))
-async def sample_model(request: Request, service: ServiceDep) -> Response:
+async def sample_model(service: VaeService, call: Call) -> Reply:
     """Draw z from the prior (scaled by temperature) and decode it."""
-    body = await read_json(request, SampleRequest)
+    body = parse_json_request(call, SampleRequest)
     model, result = await service.sample(body.model, body.n, body.seed, body.temperature, body.mode)
-    return respond(request, {"model": model, **result})
+    return reply(call, {"model": model, **result})
+
+
+router.post("/sample", response_model=SampleResponse, responses=binary_response("z and x as arrays."),
+            openapi_extra=json_body_documentation(SampleRequest, "How many draws, and how."))(direct(sample_model))
