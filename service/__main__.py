@@ -33,7 +33,8 @@ def main() -> None:
     for stop in (signal.SIGTERM, signal.SIGINT):
         signal.signal(stop, lambda *_: None)
     uvicorn.run("service.app:app", host=settings.host, port=settings.port, workers=settings.workers,
-                log_level=settings.log_level, log_config=log_config, proxy_headers=True,
+                log_level=settings.log_level, log_config=log_config, access_log=settings.access_log,
+                proxy_headers=True,
                 http=GuardedHttpToolsProtocol, timeout_keep_alive=settings.keep_alive_timeout_s,
                 timeout_graceful_shutdown=settings.drain_timeout_s)
 

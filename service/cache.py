@@ -2,11 +2,12 @@
 
 Keys name the model by its cache identity (the digest of its files as loaded, the scoring graph, the
 precision, the execution provider), the operation, and a canonical form of the request, so a changed model,
-or an instance that computes differently, can never be answered from another's entry. Values are the result arrays in .npz form.
+or an instance that computes differently, can never be answered from another's entry. Values are the result
+arrays, raw, behind a small JSON header that gives each one's dtype and shape (`pack`): no pickle, no zip,
+nothing in a value is ever executed.
 """
 
 import hashlib
-import json
 import logging
 import math
 import struct
@@ -15,6 +16,7 @@ from typing import Protocol
 
 import cachetools
 import numpy as np
+import orjson
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
@@ -26,7 +28,7 @@ KEY_PREFIX = "vae:v2"  # v2: keys name the cache identity, not only the digest
 
 def cache_key(model_identity: str, operation: str, params: dict, arrays: tuple[np.ndarray, ...] = ()) -> str:
     digest = hashlib.sha256(model_identity.encode())
-    digest.update(json.dumps([operation, params], sort_keys=True).encode())
+    digest.update(orjson.dumps([operation, params], option=orjson.OPT_SORT_KEYS))
     for array in arrays:
         digest.update(f"{array.dtype.str}{array.shape}".encode())
         digest.update(np.ascontiguousarray(array).tobytes())
@@ -36,7 +38,7 @@ def cache_key(model_identity: str, operation: str, params: dict, arrays: tuple[n
 def pack(arrays: dict[str, np.ndarray]) -> bytes:
     """A 4-byte header length, a JSON header {name: [dtype, shape]}, then the raw arrays in order."""
     arrays = {name: np.ascontiguousarray(a) for name, a in arrays.items()}
-    header = json.dumps({name: [a.dtype.str, list(a.shape)] for name, a in arrays.items()}).encode()
+    header = orjson.dumps({name: [a.dtype.str, a.shape] for name, a in arrays.items()})
     return b"".join([struct.pack("<I", len(header)), header, *(a.tobytes() for a in arrays.values())])
 
 
@@ -44,7 +46,7 @@ def unpack(value: bytes) -> dict[str, np.ndarray]:
     """The inverse of pack; raises ValueError for anything else."""
     try:
         (length,) = struct.unpack_from("<I", value)
-        header = json.loads(value[4 : 4 + length])
+        header = orjson.loads(value[4 : 4 + length])
         arrays, offset = {}, 4 + length
         for name, (dtype, shape) in header.items():
             kind, count = np.dtype(dtype), math.prod(shape)
@@ -52,7 +54,7 @@ def unpack(value: bytes) -> dict[str, np.ndarray]:
                 raise ValueError("object arrays are not cache values")
             arrays[name] = np.frombuffer(value, dtype=kind, count=count, offset=offset).reshape(shape)
             offset += kind.itemsize * count
-    except (struct.error, TypeError, json.JSONDecodeError, AttributeError) as exc:
+    except (struct.error, TypeError, orjson.JSONDecodeError, AttributeError) as exc:
         raise ValueError(f"not a cache value: {exc}") from None
     if offset != len(value):
         raise ValueError("not a cache value: trailing bytes")

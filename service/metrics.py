@@ -4,6 +4,7 @@ from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client import CONTENT_TYPE_LATEST  # noqa: F401 - re-exported for the route
+from prometheus_client.metrics import MetricWrapperBase
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096)
@@ -12,6 +13,7 @@ BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096)
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
+        self._children: dict[tuple[MetricWrapperBase, tuple[str, ...]], MetricWrapperBase] = {}
         self.requests = Counter("vae_http_requests", "HTTP requests by endpoint, method and status.",
                                 ["endpoint", "method", "status"], registry=self.registry)
         self.latency = Histogram("vae_http_request_duration_seconds", "Time to answer, by endpoint.",
@@ -35,6 +37,14 @@ class Metrics:
                                     "model; bounded by VAE_MAX_INFLIGHT_WORK).", registry=self.registry)
         self.queue_depth = Gauge("vae_compute_queue_depth", "Computations waiting for a compute slot "
                                  "(VAE_COMPUTE_SLOTS).", registry=self.registry)
+
+    def of(self, metric: MetricWrapperBase, *labels: str) -> MetricWrapperBase:
+        """metric.labels(*labels), kept: prometheus-client takes a lock and builds a key on every call. The labels
+        are bounded sets (route templates, methods httptools parses, status codes, operations)."""
+        child = self._children.get((metric, labels))
+        if child is None:
+            child = self._children[(metric, labels)] = metric.labels(*labels)
+        return child
 
     def watch(self, in_flight_work: Callable[[], float], queue_depth: Callable[[], float]) -> None:
         """Gauges read when /metrics is scraped, from the data plane's own counters."""

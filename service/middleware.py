@@ -146,6 +146,8 @@ class RequestMetrics:
 
     def __init__(self, app: ASGIApp, metrics: Metrics):
         self.app, self.metrics = app, metrics
+        self.in_flight = 0  # requests being served; event loop only, read by the gauge when /metrics is scraped
+        metrics.in_flight_requests.set_function(lambda: self.in_flight)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -158,17 +160,18 @@ class RequestMetrics:
                 status = message["status"]
             await send(message)
 
-        self.metrics.in_flight_requests.inc()
+        self.in_flight += 1
         try:
             await self.app(scope, receive, record_status)
         finally:
-            self.metrics.in_flight_requests.dec()
+            self.in_flight -= 1
             route = scope.get("route")
             endpoint = getattr(route, "path", "unmatched")
             dropped = scope.get("state", {}).get("dropped")
             if dropped == "cancelled" and not status:
                 status = 499
-            self.metrics.requests.labels(endpoint, scope["method"], str(status or 500)).inc()
-            self.metrics.latency.labels(endpoint).observe(time.perf_counter() - start)
+            metrics = self.metrics
+            metrics.of(metrics.requests, endpoint, scope["method"], str(status or 500)).inc()
+            metrics.of(metrics.latency, endpoint).observe(time.perf_counter() - start)
             if dropped is not None:
-                self.metrics.dropped.labels(endpoint, dropped).inc()
+                metrics.of(metrics.dropped, endpoint, dropped).inc()

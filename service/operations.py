@@ -1,5 +1,6 @@
 """The data plane: validate, consult the cache, compute. Plain Python; the routes only translate HTTP."""
 
+import math
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
@@ -39,7 +40,7 @@ class VaeService:
         self.batcher = DynamicBatcher(
             settings.batch_max_points, settings.batch_wait_ms / 1000, settings.inline_work_elements,
             lambda function: to_thread.run_sync(function, limiter=self.compute_slots),
-            lambda operation, requests: metrics.coalesced.labels(operation).observe(requests))
+            lambda operation, requests: metrics.of(metrics.coalesced, operation).observe(requests))
 
     async def readiness(self) -> tuple[bool, dict]:
         """Ready when at least one model serves; the report names failed models (and versions whose new files
@@ -145,7 +146,9 @@ class VaeService:
     async def _cached(self, model: LoadedModel, operation: str, params: dict, arrays: tuple[np.ndarray, ...],
                       compute: Callable[[], Awaitable[Result]], cacheable: bool, work: int) -> Result:
         """The cached result, or compute it (if admitted: `work` rows through a model) and cache it."""
-        self.metrics.batch_size.labels(operation).observe(len(arrays[0]) if arrays else params["n"])
+        metrics = self.metrics
+        metrics.of(metrics.batch_size, operation).observe(len(arrays[0]) if arrays else params["n"])
+        cacheable = cacheable and work >= self.settings.cache_min_work  # else computing costs less than caching
         key = cache_key(model.cache_identity, operation, params, arrays) if cacheable else None
         if key is not None:
             hit = await self.cache.get(key)
@@ -155,9 +158,9 @@ class VaeService:
                 except (ValueError, OSError, KeyError):
                     pass  # a foreign or damaged entry is a miss
                 else:
-                    self.metrics.cache_hits.labels(operation).inc()
+                    metrics.of(metrics.cache_hits, operation).inc()
                     return result
-            self.metrics.cache_misses.labels(operation).inc()
+            metrics.of(metrics.cache_misses, operation).inc()
         with self.admission.admit(work):
             result = await compute()
         _check_finite(result, model, operation)  # never a 200 with null, and never cached
@@ -203,7 +206,9 @@ class VaeService:
 def _check_finite(result: Result, model: LoadedModel, operation: str) -> None:
     """422 when the model produced NaN or infinity: JSON would carry null, and the cache would keep it."""
     for name, array in result.items():
-        if array.dtype.kind != "f":
+        # One reduction in the common case; a sum that is not finite goes on to the exact check below (a float64
+        # sum of float32 values overflows only if one is NaN or infinite; of float64 ones, rarely).
+        if array.dtype.kind != "f" or math.isfinite(np.add.reduce(array, axis=None, dtype=np.float64)):
             continue
         finite = np.isfinite(array.reshape(len(array), -1)).all(axis=1)
         if not finite.all():

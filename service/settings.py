@@ -27,6 +27,10 @@ class Settings(BaseSettings):
     cache_max_bytes: int = Field(256 << 20, ge=1 << 20, description="Capacity of the in-process cache, in bytes "
                                  "of cached values (both bounds hold).")
     cache_max_value_bytes: int = Field(8 << 20, ge=1024, description="Larger results are not cached.")
+    cache_min_work: int = Field(
+        256, ge=0, description="Results that pass fewer rows than this through a model (points encoded or "
+        "decoded, draws, points x k importance samples) are computed every time, never cached: looking them up "
+        "and storing them (a Redis round trip each) costs more than the model does. 0: cache every result.")
     redis_timeout_s: float = Field(0.25, gt=0, description="Socket timeout of every Redis call.")
     redis_retry_s: float = Field(1.0, ge=0, description="After a Redis failure, skip Redis this long.")
     max_batch: int = Field(1024, ge=1, description="Most data points (or latents) in one request.")
@@ -87,6 +91,9 @@ class Settings(BaseSettings):
     port: int = Field(8000, ge=1, le=65535, description="Port `make serve` binds.")
     workers: int = Field(1, ge=1, description="Server processes; each loads every model.")
     log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="Log level.")
+    access_log: bool = Field(False, description="A log line per request (uvicorn's access log, at level info). "
+                             "Off by default: at thousands of requests a second it costs more CPU than a small "
+                             "model's run; /metrics counts and times every request either way.")
     api_keys: Annotated[list[SecretStr], NoDecode] = Field(
         default_factory=list, description="Comma-separated API keys; when set, every route but /health/* "
         "needs `Authorization: Bearer <key>`. Unset: open.")

@@ -20,7 +20,10 @@ def make_client():
     clients = []
 
     def make(repository, **overrides):
-        settings = Settings(model_repository=repository, **{"default_model": "linear", **overrides})
+        # The hand-built models are tiny: cache every result (VAE_CACHE_MIN_WORK=0) so that the cache's behaviour
+        # is tested on them; test_cache checks the default threshold.
+        settings = Settings(model_repository=repository,
+                            **{"default_model": "linear", "cache_min_work": 0, **overrides})
         client = TestClient(create_app(settings))
         client.__enter__()
         clients.append(client)

@@ -140,8 +140,9 @@ def slowloris(server: RunningServer, connections: int, seconds: float) -> dict:
 
 
 def redis_killed_under_load(server: RunningServer, redis_restart, clients: int, seconds: float) -> dict:
-    """`clients` threads calling /encode and /loglik in a loop (repeated points: cache hits and misses) while
-    Redis is killed (SIGKILL) a third of the way in and started again; every answer must be a 200.
+    """`clients` threads calling /encode and /loglik in a loop (repeated points: the /loglik calls, k = 300 over
+    VAE_CACHE_MIN_WORK, are cache hits and misses) while Redis is killed (SIGKILL) a third of the way in and
+    started again; every answer must be a 200.
     redis_restart(kill) kills the Redis (kill=True) or starts it again (kill=False)."""
     import threading
 
@@ -156,7 +157,7 @@ def redis_killed_under_load(server: RunningServer, redis_restart, clients: int, 
                     r = client.post(f"{server.url}/encode", json={"x": [[(i * 7 + j % 13) / 100] * 64]}, timeout=10)
                 else:
                     r = client.post(f"{server.url}/loglik", timeout=10, json={
-                        "model": "digits-binary", "x": binary_points(1, j % 17), "k": 200})
+                        "model": "digits-binary", "x": binary_points(1, j % 17), "k": 300})
                 counts[r.status_code] += 1
 
     threads = [threading.Thread(target=loop, args=(i,)) for i in range(clients)]

@@ -11,6 +11,7 @@ import pytest
 import redis
 
 from service.cache import KEY_PREFIX, MemoryCache
+from service.settings import Settings
 from tests.service.handmade import LinearGaussian
 from tests.service.network import free_port
 from tests.service.serving import start_redis
@@ -40,6 +41,21 @@ def test_memory_cache_answers_the_same_request_with_the_same_numbers(client):
     second = client.post("/loglik", json=REQUEST).json()
     assert first == second
     assert counter(client, "vae_cache_hits", "loglik") == 1 and counter(client, "vae_cache_misses", "loglik") == 1
+    assert client.get("/health/ready").json()["cache"]["entries"] == 1
+
+
+def test_results_cheaper_than_the_cache_are_computed_every_time(repository, make_client):
+    """Under the default VAE_CACHE_MIN_WORK (256 rows through a model), 8 points x k = 500 are cached, while a
+    single point encoded, or scored with k = 100, is computed again (and counted neither hit nor miss)."""
+    client = make_client(repository, cache_min_work=Settings().cache_min_work)
+    small = [{"model": "linear:2", "x": REQUEST["x"][:1], "k": 100}, {"model": "linear:2", "x": REQUEST["x"][:1]}]
+    for _ in range(2):
+        for path, body in zip(("/loglik", "/encode"), small):
+            assert client.post(path, json=body).status_code == 200
+    assert client.get("/health/ready").json()["cache"]["entries"] == 0
+    assert counter(client, "vae_cache_misses", "loglik") == counter(client, "vae_cache_misses", "encode") == 0
+    first, second = (client.post("/loglik", json=REQUEST).json() for _ in range(2))
+    assert first == second and counter(client, "vae_cache_hits", "loglik") == 1
     assert client.get("/health/ready").json()["cache"]["entries"] == 1
 
 
