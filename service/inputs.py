@@ -34,13 +34,12 @@ def parse_batch(values: list | np.ndarray, point_shape: tuple[int, ...], field: 
             raise InvalidInput(f"{field}: each point has shape {list(array.shape[1:])}; this model takes "
                                f"{_point_text(point_shape)}")
         array = array.reshape(len(array), *point_shape)
-    if array.dtype is FLOAT32:
-        batch = np.ascontiguousarray(array)  # a .npy body of float32: used in place
-    else:
-        with np.errstate(over="ignore"):  # a value beyond float32 becomes inf, refused just below
-            batch = array.astype(np.float32)
-    # One reduction in the common case (a float64 sum of float32 values is finite unless one is not).
-    if not math.isfinite(np.add.reduce(batch, axis=None, dtype=np.float64)):
+    with np.errstate(over="ignore", invalid="ignore"):  # a value beyond float32 becomes inf, a sum may overflow
+        batch = np.ascontiguousarray(array) if array.dtype is FLOAT32 else array.astype(np.float32)
+        total = batch.sum()
+    # One reduction in the common case: a finite sum means finite values; a sum that is not finite (NaN or
+    # infinity in it, or an overflow) sends the batch to the exact check.
+    if not math.isfinite(total) and not np.isfinite(batch).all():
         finite = np.isfinite(batch.reshape(len(batch), -1)).all(axis=1)
         first = int(np.argmin(finite))
         raise InvalidInput(f"{field}[{first}]: holds NaN, infinity, or a number too large for float32; "
