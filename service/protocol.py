@@ -43,7 +43,12 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self.header_bytes = 0  # bytes received while reading the current request's head
         self.url_bytes = 0
         self.refused = False
+        # One lazy timer per connection: arming a deadline per request only moves `deadline`; the timer, when it
+        # fires early, sleeps again until the deadline (a timer created and cancelled twice per request cost more).
         self.timer: asyncio.TimerHandle | None = None
+        self.timer_at = 0.0  # when the timer fires: never after `deadline`
+        self.deadline: float | None = None
+        self.deadline_reason: tuple[str, float, str] = ("", 0.0, "")
 
     def connection_made(self, transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -51,6 +56,9 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
@@ -83,7 +91,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self.in_headers, self.url_bytes = True, 0
-        if self.timer is None:  # a request after a keep-alive pause: its headers get the full allowance
+        if self.deadline is None:  # a request after a keep-alive pause: its headers get the full allowance
             self._arm(self.header_timeout, "request headers", "VAE_HEADER_TIMEOUT_S")
 
     def on_url(self, url: bytes) -> None:
@@ -126,16 +134,30 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             raise _Refused(431, f"request headers: more than {self.max_header} bytes (VAE_MAX_HEADER_BYTES)")
 
     def _arm(self, seconds: float, what: str, setting: str) -> None:
-        self._disarm()
-        self.timer = self.loop.call_later(seconds, self._expired, what, seconds, setting)
+        self.deadline = self.loop.time() + seconds
+        self.deadline_reason = (what, seconds, setting)
+        if self.timer is None or self.timer_at > self.deadline:
+            self._schedule(self.deadline)
 
     def _disarm(self) -> None:
+        self.deadline = None  # the timer, if it fires, finds no deadline and stops
+
+    def _schedule(self, when: float) -> None:
         if self.timer is not None:
             self.timer.cancel()
-            self.timer = None
+        self.timer, self.timer_at = self.loop.call_at(when, self._tick), when
+
+    def _tick(self) -> None:
+        self.timer = None
+        if self.deadline is None:
+            return
+        if self.loop.time() < self.deadline:  # armed again since: sleep until the deadline now in force
+            self._schedule(self.deadline)
+            return
+        self.deadline = None
+        self._expired(*self.deadline_reason)
 
     def _expired(self, what: str, seconds: float, setting: str) -> None:
-        self.timer = None
         if self.cycle is not None and not self.cycle.response_complete and not self.in_headers:
             if self.cycle.response_started:  # the app answers already: only the rest of the body is late
                 self.transport.close()
