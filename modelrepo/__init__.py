@@ -1,7 +1,7 @@
 """The model repository format `vae-onnx/1` (shared/CONTRACT.md), shared by training/ and service/."""
 
+from modelrepo.contract import FORMAT
 from modelrepo.manifest import (
-    FORMAT,
     IntegrityError,
     Manifest,
     ManifestError,

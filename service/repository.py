@@ -14,12 +14,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from modelrepo import Manifest, ManifestError, VersionFiles, check_graph_bytes, read_version
-from modelrepo.manifest import NAME_PATTERN
+from modelrepo.contract import NAME_PATTERN, REFERENCE_PATTERN
 from service.errors import InvalidInput, ModelNotFound, ModelUnavailable, RepositoryUnreadable
 from service.runtime import ModelRuntime
 
 log = logging.getLogger(__name__)
-REFERENCE = re.compile(r"^(?P<name>[a-z0-9][a-z0-9._-]{0,63})(?::(?P<version>[1-9][0-9]{0,17}))?$")
 
 Key = tuple[str, str]  # (name, version folder), as found on disk
 Signature = tuple[tuple[str, int, int, int], ...]  # (file name, size, mtime_ns, inode) of each file in a version
@@ -183,13 +182,12 @@ class ModelRepository:
     def resolve(self, reference: str | None, default: str) -> LoadedModel:
         """"name" (its highest loaded version) or "name:version"; None means the default model."""
         reference = default if reference is None else reference
-        match = REFERENCE.match(reference)
-        if match is None:
+        if re.fullmatch(REFERENCE_PATTERN, reference) is None:
             raise InvalidInput(f"model: {reference!r} is not 'name' or 'name:version' (e.g. 'digits:1')")
-        name, version = match["name"], match["version"]
+        name, _, version = reference.partition(":")  # version "" when the reference names none
         versions = self.loaded.get(name, {})
         failures = self.failed.get(name, {})
-        if version is None:
+        if not version:
             if versions:
                 return versions[max(versions)]
         elif int(version) in versions:
