@@ -1,7 +1,8 @@
-"""The model repository format `vae-onnx/1` (shared/CONTRACT.md), shared by training/ and service/."""
+"""The model repository format `vae-onnx/1` (shared/CONTRACT.md), shared by training/ and service/: its names
+(contract), manifests (manifest), graph checks (graphs), and the model's math in NumPy (likelihood, importance)."""
 
+from modelrepo.contract import FORMAT
 from modelrepo.manifest import (
-    FORMAT,
     IntegrityError,
     Manifest,
     ManifestError,

@@ -6,6 +6,7 @@ from pathlib import Path
 import onnx
 from onnx.external_data_helper import uses_external_data
 
+from modelrepo.contract import DECODER_INPUT, DECODER_OUTPUTS, ENCODER_INPUT, ENCODER_OUTPUTS, FORMAT
 from modelrepo.manifest import Manifest
 
 FLOAT = onnx.TensorProto.FLOAT
@@ -18,13 +19,9 @@ class GraphContractError(ValueError):
 def expected_io(manifest: Manifest) -> dict[str, tuple[dict[str, list[int]], dict[str, list[int]]]]:
     """Role -> (inputs, outputs), each name -> shape without the batch axis."""
     data, latent = list(manifest.data_shape), [manifest.latent_dim]
-    if manifest.likelihood.type == "bernoulli":
-        decoder_outputs = {"logits": data}
-    else:
-        decoder_outputs = {"mean": data, "logvar": data}
     return {
-        "encoder": ({"x": data}, {"mu": latent, "logvar": latent}),
-        "decoder": ({"z": latent}, decoder_outputs),
+        "encoder": ({ENCODER_INPUT: data}, dict.fromkeys(ENCODER_OUTPUTS, latent)),
+        "decoder": ({DECODER_INPUT: latent}, dict.fromkeys(DECODER_OUTPUTS[manifest.likelihood.type], data)),
     }
 
 
@@ -69,7 +66,7 @@ def check_graph_bytes(manifest: Manifest, encoder: bytes, decoder: bytes) -> Non
         external = [init.name for init in graph.initializer if uses_external_data(init)]
         if external:
             raise GraphContractError(f"{file_name}: initializers {external[:3]} are stored in external files; a "
-                                     "vae-onnx/1 graph holds its weights (onnx.save(..., save_as_external_data=False))")
+                                     f"{FORMAT} graph holds its weights (onnx.save(..., save_as_external_data=False))")
         initializers = {init.name for init in graph.initializer}
         _check_values(f"{file_name} input", [v for v in graph.input if v.name not in initializers], inputs)
         _check_values(f"{file_name} output", graph.output, outputs)

@@ -9,8 +9,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, field_validator, model_validator
 
-FORMAT = "vae-onnx/1"
-NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,63}$"
+from modelrepo.contract import DECODER_FILE, ENCODER_FILE, FORMAT, LIKELIHOODS, MANIFEST_FILE, NAME_PATTERN, PRIORS
+
 SHA256_HEX = re.compile(r"^[0-9a-fA-F]{64}$")
 
 
@@ -24,12 +24,12 @@ class IntegrityError(ManifestError):
 
 class Likelihood(BaseModel):
     model_config = ConfigDict(extra="allow")
-    type: Literal["bernoulli", "gaussian"]
+    type: Literal[LIKELIHOODS]
 
 
 class Prior(BaseModel):
     model_config = ConfigDict(extra="allow")
-    type: Literal["standard_normal"]
+    type: Literal[PRIORS]
 
 
 class Manifest(BaseModel):
@@ -37,7 +37,7 @@ class Manifest(BaseModel):
 
     model_config = ConfigDict(extra="allow")
 
-    format: Literal["vae-onnx/1"]
+    format: Literal[FORMAT]
     name: str = Field(pattern=NAME_PATTERN)
     version: PositiveInt
     data_shape: list[PositiveInt] = Field(min_length=1)
@@ -56,8 +56,8 @@ class Manifest(BaseModel):
         if not isinstance(value, dict) or not all(
             isinstance(k, str) and isinstance(v, str) and SHA256_HEX.fullmatch(v) for k, v in value.items()
         ):
-            raise ValueError('must map file names to their sha256 as 64 hex digits, e.g. {"encoder.onnx": '
-                             f'"5df9...", "decoder.onnx": "f4f0..."}}, got {json.dumps(value)[:200]}')
+            raise ValueError(f'must map file names to their sha256 as 64 hex digits, e.g. {{"{ENCODER_FILE}": '
+                             f'"5df9...", "{DECODER_FILE}": "f4f0..."}}, got {json.dumps(value)[:200]}')
         return {name: digest.lower() for name, digest in value.items()}
 
     @model_validator(mode="after")
@@ -102,7 +102,7 @@ def check_location(manifest: Manifest, folder_name: str, folder_version: str, wh
 
 def load_manifest(version_dir: Path) -> Manifest:
     """Read and validate `<version_dir>/manifest.json`, checking it against the folder it lives in."""
-    path = Path(version_dir) / "manifest.json"
+    path = Path(version_dir) / MANIFEST_FILE
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
@@ -144,8 +144,8 @@ def read_version(version_dir: Path, where: str) -> VersionFiles:
     absolute path. Raises ManifestError (IntegrityError for a sha256 mismatch).
     """
     folder = Path(version_dir)
-    manifest_where = f"{where}/manifest.json"
-    raw = _read(folder / "manifest.json", manifest_where, "missing")
+    manifest_where = f"{where}/{MANIFEST_FILE}"
+    raw = _read(folder / MANIFEST_FILE, manifest_where, "missing")
     manifest = parse_manifest(raw, manifest_where)
     check_location(manifest, folder.parent.name, folder.name, manifest_where)
     graphs = {role: _read(folder / getattr(manifest, role), manifest_where,

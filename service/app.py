@@ -37,7 +37,7 @@ def create_app(settings: Settings | None = None) -> "ServiceApp":
     async def lifespan(app: FastAPI):
         current = app.state.settings = settings or Settings()
         providers = providers_for(current.device)
-        options = RuntimeOptions(providers, current.intra_op_threads, current.loglik_graph, current.loglik_precision)
+        options = RuntimeOptions.from_settings(current, providers)
         repository = await to_thread.run_sync(ModelRepository.load, current.model_repository, options)
         if current.redis_url:
             cache = RedisCache(current.redis_url, current.cache_ttl_s, current.redis_timeout_s, current.redis_retry_s)

@@ -18,8 +18,10 @@ from onnx import TensorProto, helper, numpy_helper, version_converter
 from onnx.compose import add_prefix
 
 from modelrepo import Manifest
+from modelrepo.contract import DECODER_INPUT, DECODER_OUTPUTS, ENCODER_INPUT, ENCODER_OUTPUTS
 
 MIN_OPSET = 13  # Unsqueeze and ReduceSum take axes as an input from here on
+DATA_INPUT, NOISE_INPUT = "x", "eps"
 OUTPUTS = ("log_sum_w", "log_sum_w2", "sum_log_w")
 
 
@@ -40,27 +42,29 @@ def build_scoring_model(manifest: Manifest, encoder: onnx.ModelProto, decoder: o
     nodes = _Nodes(opset)
     data_dim, latent_dim = math.prod(manifest.data_shape), manifest.latent_dim
 
-    nodes.add("Identity", ["x"], ["encoder/x"])
-    nodes.extend(encoder.graph.node)  # -> encoder/mu, encoder/logvar  (N, L)
-    std = nodes.add("Exp", [nodes.add("Mul", ["encoder/logvar", nodes.const(0.5)])])  # (N, L)
-    mu3 = nodes.add("Unsqueeze", ["encoder/mu", nodes.const([1])])  # (N, 1, L)
+    mu, encoded_logvar = (f"encoder/{name}" for name in ENCODER_OUTPUTS)  # the graphs' names, prefixed
+    decoded = [f"decoder/{name}" for name in DECODER_OUTPUTS[manifest.likelihood.type]]
+
+    nodes.add("Identity", [DATA_INPUT], [f"encoder/{ENCODER_INPUT}"])
+    nodes.extend(encoder.graph.node)  # -> mu, encoded_logvar  (N, L)
+    std = nodes.add("Exp", [nodes.add("Mul", [encoded_logvar, nodes.const(0.5)])])  # (N, L)
+    mu3 = nodes.add("Unsqueeze", [mu, nodes.const([1])])  # (N, 1, L)
     std3 = nodes.add("Unsqueeze", [std, nodes.const([1])])  # (N, 1, L)
-    eps3 = nodes.add("Unsqueeze", ["eps", nodes.const([0])])  # (1, K, L)
+    eps3 = nodes.add("Unsqueeze", [NOISE_INPUT, nodes.const([0])])  # (1, K, L)
     z = nodes.add("Add", [mu3, nodes.add("Mul", [std3, eps3])])  # (N, K, L)
-    nodes.add("Reshape", [z, nodes.const([-1, latent_dim])], ["decoder/z"])  # (N*K, L)
+    nodes.add("Reshape", [z, nodes.const([-1, latent_dim])], [f"decoder/{DECODER_INPUT}"])  # (N*K, L)
     nodes.extend(decoder.graph.node)  # -> decoder outputs (N*K, *data_shape)
 
-    k = nodes.add("Slice", [nodes.add("Shape", ["eps"]), nodes.const([0]), nodes.const([1])])  # [K]
+    k = nodes.add("Slice", [nodes.add("Shape", [NOISE_INPUT]), nodes.const([0]), nodes.const([1])])  # [K]
     per_sample = nodes.add("Concat", [nodes.const([-1]), k, nodes.const([data_dim])], axis=0)  # [-1, K, D]
-    x_flat = nodes.add("Reshape", ["x", nodes.const([-1, 1, data_dim])])  # (N, 1, D)
+    x_flat = nodes.add("Reshape", [DATA_INPUT, nodes.const([-1, 1, data_dim])])  # (N, 1, D)
     if manifest.likelihood.type == "bernoulli":
-        logits = nodes.add("Reshape", ["decoder/logits", per_sample])  # (N, K, D)
+        logits = nodes.add("Reshape", [*decoded, per_sample])  # (N, K, D)
         # log p(x|z) = sum_d x_d l_d - softplus(l_d)
         terms = nodes.add("Sub", [nodes.add("Mul", [x_flat, logits]), nodes.add("Softplus", [logits])])
         log_px_z = nodes.reduce("ReduceSum", terms, axis=2)  # (N, K)
     else:
-        mean = nodes.add("Reshape", ["decoder/mean", per_sample])  # (N, K, D)
-        logvar = nodes.add("Reshape", ["decoder/logvar", per_sample])  # (N, K, D)
+        mean, logvar = (nodes.add("Reshape", [name, per_sample]) for name in decoded)  # each (N, K, D)
         residual = nodes.add("Sub", [x_flat, mean])
         scaled = nodes.add("Mul", [nodes.add("Mul", [residual, residual]), nodes.add("Exp", [nodes.add("Neg", [logvar])])])
         # log p(x|z) = -0.5 * (D log 2pi + sum_d logvar_d + (x_d - mean_d)^2 exp(-logvar_d))
@@ -69,8 +73,8 @@ def build_scoring_model(manifest: Manifest, encoder: onnx.ModelProto, decoder: o
                                      nodes.const(-0.5)])
     # log p(z) - log q(z|x) = -0.5 sum z^2 + 0.5 sum logvar + 0.5 sum eps^2: the 2 pi terms cancel
     half_z_sq = nodes.reduce("ReduceSum", nodes.add("Mul", [z, z]), axis=2)  # (N, K), times 2
-    half_logvar = nodes.reduce("ReduceSum", "encoder/logvar", axis=1, keepdims=1)  # (N, 1), times 2
-    half_eps_sq = nodes.reduce("ReduceSum", nodes.add("Mul", ["eps", "eps"]), axis=1)  # (K,), times 2
+    half_logvar = nodes.reduce("ReduceSum", encoded_logvar, axis=1, keepdims=1)  # (N, 1), times 2
+    half_eps_sq = nodes.reduce("ReduceSum", nodes.add("Mul", [NOISE_INPUT, NOISE_INPUT]), axis=1)  # (K,), times 2
     log_ratio = nodes.add("Mul", [nodes.add("Add", [nodes.add("Sub", [half_logvar, half_z_sq]), half_eps_sq]),
                                   nodes.const(0.5)])  # (N, K)
     log_w = nodes.add("Add", [log_px_z, log_ratio])  # (N, K)
@@ -79,8 +83,8 @@ def build_scoring_model(manifest: Manifest, encoder: onnx.ModelProto, decoder: o
     nodes.add("Identity", [nodes.log_sum_exp(nodes.add("Mul", [log_w, nodes.const(2.0)]))], ["log_sum_w2"])
     nodes.add("Identity", [nodes.reduce("ReduceSum", log_w, axis=1)], ["sum_log_w"])
 
-    inputs = [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", *manifest.data_shape]),
-              helper.make_tensor_value_info("eps", TensorProto.FLOAT, ["K", latent_dim])]
+    inputs = [helper.make_tensor_value_info(DATA_INPUT, TensorProto.FLOAT, ["N", *manifest.data_shape]),
+              helper.make_tensor_value_info(NOISE_INPUT, TensorProto.FLOAT, ["K", latent_dim])]
     outputs = [helper.make_tensor_value_info(name, TensorProto.FLOAT, ["N"]) for name in OUTPUTS]
     graph = helper.make_graph(
         nodes.nodes, f"{manifest.name}-{manifest.version}-scoring", inputs, outputs,

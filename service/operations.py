@@ -1,4 +1,7 @@
-"""The data plane: validate, consult the cache, compute. Plain Python; the routes only translate HTTP."""
+"""The data plane: validate, consult the cache, compute. Plain Python; the routes only translate HTTP.
+
+It orchestrates and does no math: the model's math is modelrepo.likelihood (reached through model.runtime's
+prior and likelihood), and /loglik asks the model's one scorer (model.runtime.scorer, service.scoring)."""
 
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
@@ -6,19 +9,13 @@ from typing import TypeVar
 import numpy as np
 from anyio import CapacityLimiter, fail_after, get_cancelled_exc_class, to_thread
 
+from modelrepo.likelihood import generator, latent_noise, reparameterise
 from service.admission import AdmissionControl
 from service.batching import DynamicBatcher, Outputs
 from service.budget import budget
 from service.cache import Cache, cache_key, pack, unpack
 from service.errors import DeadlineExceeded, NonFiniteResult
 from service.inputs import check_limit, check_probability_range, parse_batch
-from service.likelihood import (
-    expected_observation,
-    importance_sampled_loglik,
-    latent_noise,
-    no_checkpoint,
-    sample_observations,
-)
 from service.metrics import Metrics
 from service.repository import LoadedModel, ModelRepository
 from service.runtime import CUDA
@@ -72,10 +69,9 @@ class VaeService:
             mu, logvar = await self._run_rows(model, ("encoder",), model.runtime.encode, batch, model.data_size)
             result = {"mu": mu, "logvar": logvar}
             if samples:
-                def draw() -> np.ndarray:
-                    eps = latent_noise(seed, samples, model.manifest.latent_dim)  # (samples, L); fresh if no seed
-                    z = mu[:, None] + np.exp(0.5 * logvar)[:, None] * eps[None]  # (N, samples, L)
-                    return z.astype(np.float32)
+                def draw() -> np.ndarray:  # (N, samples, L); fresh if no seed
+                    eps = latent_noise(seed, samples, model.manifest.latent_dim)
+                    return reparameterise(mu, logvar, eps).astype(np.float32)
 
                 result["z"] = await self._execute(draw, len(batch) * samples * model.manifest.latent_dim)
             return result
@@ -94,7 +90,7 @@ class VaeService:
             arrays = await self._run_rows(model, ("decoder",), lambda z: tuple(model.runtime.decode(z).values()),
                                           latents, model.data_size)
             params = dict(zip(outputs, arrays))
-            return {"mean": expected_observation(params), **params}
+            return {"mean": model.runtime.likelihood.mean(params), **params}
 
         return model.ref, await self._cached(model, "decode", {}, (latents,), compute, True, len(latents))
 
@@ -103,11 +99,11 @@ class VaeService:
         model = self.model(reference)
         check_limit(n, self.settings.max_sample_n, "n", "VAE_MAX_SAMPLE_N")
 
-        def draw() -> Result:
-            rng = np.random.default_rng(seed)
-            z = (temperature * rng.standard_normal((n, model.manifest.latent_dim))).astype(np.float32)
-            params = model.runtime.decode(z)
-            x = expected_observation(params) if mode == "mean" else sample_observations(params, rng)
+        def draw() -> Result:  # one generator: z from the prior, then x given z
+            runtime, rng = model.runtime, generator(seed)
+            z = runtime.prior.sample(rng, n, temperature).astype(np.float32)
+            params = runtime.decode(z)
+            x = runtime.likelihood.mean(params) if mode == "mean" else runtime.likelihood.sample(params, rng)
             return {"z": z, "x": x}
 
         async def compute() -> Result:  # not batched: each request draws its own z from its own seed
@@ -122,12 +118,11 @@ class VaeService:
         check_limit(k, self.settings.max_k, "k", "VAE_MAX_K")
         check_limit(len(batch) * k, self.settings.max_loglik_samples, "points x k", "VAE_MAX_LOGLIK_SAMPLES")
 
-        work_elements = self._work_elements(model)
         # A run of coalesced requests serves several clients: it is not stopped for one of them.
-        checkpoint = no_checkpoint if self.batching else budget().check
+        checkpoint = None if self.batching else budget().check
 
         def score(rows: np.ndarray) -> Outputs:
-            estimate = importance_sampled_loglik(model.runtime, rows, k, seed, work_elements, checkpoint)
+            estimate = model.runtime.scorer.estimate(rows, k, seed, checkpoint)
             return estimate.loglik, estimate.stderr, estimate.elbo
 
         async def compute() -> Result:  # coalesced only with requests of the same k and seed: the same eps
@@ -136,11 +131,6 @@ class VaeService:
 
         return model.ref, await self._cached(model, "loglik", {"k": k, "seed": seed}, (batch,), compute, True,
                                              len(batch) * k)
-
-    def _work_elements(self, model: LoadedModel) -> int:
-        scorer = model.runtime.scorer
-        on_cuda = scorer is not None and scorer.device == "cuda"
-        return self.settings.cuda_work_elements if on_cuda else self.settings.work_elements
 
     async def _cached(self, model: LoadedModel, operation: str, params: dict, arrays: tuple[np.ndarray, ...],
                       compute: Callable[[], Awaitable[Result]], cacheable: bool, work: int) -> Result:

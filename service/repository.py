@@ -14,25 +14,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from modelrepo import Manifest, ManifestError, VersionFiles, check_graph_bytes, read_version
-from modelrepo.manifest import NAME_PATTERN
+from modelrepo.contract import NAME_PATTERN, REFERENCE_PATTERN
 from service.errors import InvalidInput, ModelNotFound, ModelUnavailable, RepositoryUnreadable
-from service.runtime import ModelRuntime
+from service.runtime import ModelRuntime, RuntimeOptions
 
 log = logging.getLogger(__name__)
-REFERENCE = re.compile(r"^(?P<name>[a-z0-9][a-z0-9._-]{0,63})(?::(?P<version>[1-9][0-9]{0,17}))?$")
 
 Key = tuple[str, str]  # (name, version folder), as found on disk
 Signature = tuple[tuple[str, int, int, int], ...]  # (file name, size, mtime_ns, inode) of each file in a version
-
-
-@dataclass(frozen=True)
-class RuntimeOptions:
-    """How every version is loaded: the same for all of them, fixed at start-up."""
-
-    providers: list[str]
-    threads: int = 0
-    loglik_graph: str = "fused"
-    precision: str = "fp32"
 
 
 @dataclass(frozen=True)
@@ -43,7 +32,7 @@ class LoadedModel:
     manifest: Manifest
     runtime: ModelRuntime
     digest: str  # sha256 over the three files, from the very bytes the sessions were built from
-    cache_identity: str  # digest + scoring path + precision + provider: everything that decides the numbers
+    cache_identity: str  # digest + the scorer's numerics (path, precision, provider): all that decides the numbers
 
     @property
     def ref(self) -> str:
@@ -161,16 +150,14 @@ class ModelRepository:
             return serving
         try:
             check_graph_bytes(files.manifest, files.encoder, files.decoder)
-            options = self.options
-            runtime = ModelRuntime(files, files.manifest, options.providers, options.threads, options.loglik_graph,
-                                   options.precision)
+            runtime = ModelRuntime(files, files.manifest, self.options)
         except ManifestError:
             raise
         except Exception as exc:
             raise ValueError(f"{label}: {exc}") from None
-        log.info("model %s:%s loaded on %s (%s)", name, version, runtime.provider, runtime.scoring)
+        log.info("model %s:%s loaded on %s (%s)", name, version, runtime.provider, runtime.scorer.description)
         return LoadedModel(name, int(version), self.root / name / version, files.manifest, runtime, files.digest,
-                           f"{files.digest}/{runtime.numerics}")
+                           f"{files.digest}/{runtime.scorer.numerics}")
 
     def _relative(self, exc: Exception) -> str:
         """The error's text with the repository's absolute path taken out, whatever library wrote it."""
@@ -183,13 +170,12 @@ class ModelRepository:
     def resolve(self, reference: str | None, default: str) -> LoadedModel:
         """"name" (its highest loaded version) or "name:version"; None means the default model."""
         reference = default if reference is None else reference
-        match = REFERENCE.match(reference)
-        if match is None:
+        if re.fullmatch(REFERENCE_PATTERN, reference) is None:
             raise InvalidInput(f"model: {reference!r} is not 'name' or 'name:version' (e.g. 'digits:1')")
-        name, version = match["name"], match["version"]
+        name, _, version = reference.partition(":")  # version "" when the reference names none
         versions = self.loaded.get(name, {})
         failures = self.failed.get(name, {})
-        if version is None:
+        if not version:
             if versions:
                 return versions[max(versions)]
         elif int(version) in versions:
@@ -246,7 +232,7 @@ def describe_model(repository: ModelRepository, name: str) -> dict:
     loaded, failed = repository.loaded.get(name, {}), repository.failed.get(name, {})
     reload_errors = repository.reload_errors.get(name, {})
     versions = [
-        {"version": v, "ready": True, "provider": m.runtime.provider, "loglik_graph": m.runtime.scoring,
+        {"version": v, "ready": True, "provider": m.runtime.provider, "loglik_graph": m.runtime.scorer.description,
          "digest": m.digest,
          **({"reload_error": reload_errors[v]} if v in reload_errors else {}),
          "manifest": m.manifest.model_dump(mode="json", exclude_unset=True)}

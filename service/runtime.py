@@ -1,23 +1,27 @@
-"""The runtime tier: ONNX Runtime sessions for a model's two graphs, created once per load from the bytes read."""
+"""The runtime tier: ONNX Runtime sessions for a model's two graphs, created once per load from the bytes read,
+and the model's scorer (service.scoring), built from them once."""
 
 import logging
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
 import numpy as np
-import onnx
 import onnxruntime as ort
 from onnx import TensorProto, helper
 
 from modelrepo import Manifest, VersionFiles
+from modelrepo.contract import DECODER_INPUT, ENCODER_INPUT, ENCODER_OUTPUTS
+from modelrepo.likelihood import likelihood_for, prior_for
 from service.errors import ModelRunFailed
-from service.fusion import build_scoring_model
-from service.scoring import FusedScorer
+from service.scoring import Scorer, build_scorer
+from service.settings import Settings
 
 log = logging.getLogger(__name__)
 
 CUDA, CPU = "CUDAExecutionProvider", "CPUExecutionProvider"
 QUIET = 3  # ONNX Runtime log severity: errors only (4 would hide them as well)
+_DEFAULTS = Settings.model_fields
 
 
 class RuntimeMismatch(ValueError):
@@ -59,65 +63,57 @@ def providers_for(device: str) -> list[str]:
     return [CPU]
 
 
-class ModelRuntime:
-    """encoder: x [N, *data_shape] -> mu, logvar [N, L]; decoder: z [N, L] -> likelihood parameters;
-    and, when asked for, the fused scoring graph derived from both (service.fusion)."""
+@dataclass(frozen=True)
+class RuntimeOptions:
+    """How every version is loaded: the same for all of them, fixed at start-up (the defaults are Settings')."""
 
-    def __init__(self, source: VersionFiles | Path, manifest: Manifest, providers: list[str], threads: int = 0,
-                 loglik_graph: str = "fused", precision: str = "fp32"):
+    providers: list[str]
+    threads: int = _DEFAULTS["intra_op_threads"].default
+    loglik_graph: str = _DEFAULTS["loglik_graph"].default
+    precision: str = _DEFAULTS["loglik_precision"].default
+    work_elements: int = _DEFAULTS["work_elements"].default
+    cuda_work_elements: int = _DEFAULTS["cuda_work_elements"].default
+
+    @classmethod
+    def from_settings(cls, settings: Settings, providers: list[str]) -> "RuntimeOptions":
+        return cls(providers, settings.intra_op_threads, settings.loglik_graph, settings.loglik_precision,
+                   settings.work_elements, settings.cuda_work_elements)
+
+
+class ModelRuntime:
+    """encoder: x [N, *data_shape] -> mu, logvar [N, L]; decoder: z [N, L] -> likelihood parameters; the
+    model's math (modelrepo.likelihood) and its one scorer (service.scoring), all built once per load."""
+
+    def __init__(self, source: VersionFiles | Path, manifest: Manifest, options: RuntimeOptions):
         """source: the version's files as read and verified (the service), or a folder to read them from."""
         if isinstance(source, VersionFiles):
             encoder, decoder = source.encoder, source.decoder
         else:
             encoder, decoder = (Path(source, getattr(manifest, role)).read_bytes() for role in ("encoder", "decoder"))
-        options = ort.SessionOptions()
-        options.log_severity_level = QUIET
-        options.intra_op_num_threads = threads
+        session_options = ort.SessionOptions()
+        session_options.log_severity_level = QUIET
+        session_options.intra_op_num_threads = options.threads
         self.manifest = manifest
         self.data_shape = tuple(manifest.data_shape)
         self.latent_dim = manifest.latent_dim
-        self.decoder_outputs = ["logits"] if manifest.likelihood.type == "bernoulli" else ["mean", "logvar"]
-        self.encoder = ort.InferenceSession(encoder, options, providers=providers)
-        self.decoder = ort.InferenceSession(decoder, options, providers=providers)
+        self.likelihood = likelihood_for(manifest.likelihood.type)
+        self.prior = prior_for(manifest.prior.type, manifest.latent_dim)
+        self.decoder_outputs = list(self.likelihood.outputs)
+        self.encoder = ort.InferenceSession(encoder, session_options, providers=options.providers)
+        self.decoder = ort.InferenceSession(decoder, session_options, providers=options.providers)
         self.provider = self.encoder.get_providers()[0]
         self._smoke_test()
-        self.scorer: FusedScorer | None = None
-        self.scoring = "separate"  # what GET /models reports: "fused (fp32)", or "separate" and why
-        self.precision = precision
-        if loglik_graph == "fused":
-            self._fuse(encoder, decoder, options, providers, precision)
-
-    @property
-    def numerics(self) -> str:
-        """What decides the numbers besides the graphs' bytes: the scoring path, its precision, the provider."""
-        scoring = f"fused-{self.precision}" if self.scorer is not None else "separate"
-        return f"{scoring}/{self.provider}"
-
-    def _fuse(self, encoder: bytes, decoder: bytes, options: ort.SessionOptions, providers: list[str],
-              precision: str) -> None:
-        """Build the fused graph; a model whose graphs cannot be joined keeps the two-graph path, and says so."""
-        label = f"{self.manifest.name}:{self.manifest.version}"
-        try:
-            model = build_scoring_model(self.manifest, onnx.load_from_string(encoder), onnx.load_from_string(decoder),
-                                        precision)
-            self.scorer = FusedScorer(model.SerializeToString(), options, providers, label)
-            self.scorer.estimate(np.zeros((2, *self.data_shape), np.float32),
-                                 np.zeros((2, self.latent_dim), np.float32), 1 << 16)
-        except Exception as exc:  # noqa: BLE001 - FusionError, ModelRunFailed, or ORT's own types
-            self.scorer = None
-            self.scoring = f"separate (the fused graph could not be built: {str(exc).splitlines()[0][:200]})"
-            log.warning("model %s: %s", label, self.scoring)
-            return
-        self.scoring = f"fused ({precision})"
+        self.scorer: Scorer = build_scorer(self, encoder, decoder, session_options, options)
 
     def encode(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """x (N, *data_shape) float32 -> mu (N, L), logvar (N, L)."""
-        mu, logvar = self._run(self.encoder, ["mu", "logvar"], {"x": x}, "encoder")
+        mu, logvar = self._run(self.encoder, list(ENCODER_OUTPUTS), {ENCODER_INPUT: x}, "encoder")
         return mu, logvar
 
     def decode(self, z: np.ndarray) -> dict[str, np.ndarray]:
         """z (N, L) float32 -> {"logits"} or {"mean", "logvar"}, each (N, *data_shape)."""
-        return dict(zip(self.decoder_outputs, self._run(self.decoder, self.decoder_outputs, {"z": z}, "decoder")))
+        outputs = self._run(self.decoder, self.decoder_outputs, {DECODER_INPUT: z}, "decoder")
+        return dict(zip(self.decoder_outputs, outputs))
 
     def _run(self, session: ort.InferenceSession, outputs: list[str], feeds: dict, role: str) -> list[np.ndarray]:
         try:
@@ -137,7 +133,7 @@ class ModelRuntime:
     def _smoke_test(self) -> None:
         """Run both graphs on two points: shapes the static check could not see fail here, at start-up."""
         mu, logvar = self.encode(np.zeros((2, *self.data_shape), np.float32))
-        for name, value in (("mu", mu), ("logvar", logvar)):
+        for name, value in zip(ENCODER_OUTPUTS, (mu, logvar)):
             if value.shape != (2, self.latent_dim):
                 raise RuntimeMismatch(f"encoder output '{name}' has shape {list(value.shape)} for a batch of 2, "
                                       f"expected [2, {self.latent_dim}]")

@@ -6,6 +6,8 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
 from pydantic_core import PydanticCustomError
 
+from modelrepo.contract import REFERENCE_PATTERN
+
 MAX_SEED = 2**53 - 1  # exact as a JSON number in every client
 MAX_TEMPERATURE = 10.0  # far beyond the prior; the digits model draws non-finite x from t = 20 in mode "sample"
 
@@ -30,7 +32,7 @@ def finite(value: Any) -> Any:
 WholeNumber = Annotated[int, BeforeValidator(plain_digits)]
 # The range inside the type, so that in `Seed | None` it documents the integer (minimum, maximum), not the union.
 Seed = Annotated[int, Field(ge=0, le=MAX_SEED), BeforeValidator(plain_digits)]
-MODEL_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,63}(:[1-9][0-9]{0,17})?$"
+MODEL_PATTERN = REFERENCE_PATTERN
 # Documented here; enforced by the data plane, whose message says what a reference looks like.
 ModelField = Field(None, json_schema_extra={"pattern": MODEL_PATTERN}, description="'name' (its highest version) or 'name:version'; "
                    "default: the service's default model.", examples=["digits:1"])

@@ -1,46 +1,115 @@
-"""The fused scoring graph in a session of its own, its inputs and outputs bound on the device."""
+"""The scorer of a model version: how /loglik gets its numbers, chosen once, when the version loads.
 
+    FusedScorer      the fused graph (service.fusion) in a session of its own: float32 on the device, only
+                     3N numbers leave it
+    SeparateScorer   the model's two graphs, the likelihood in float64 on the host (modelrepo.likelihood)
+
+build_scorer picks one from the settings (VAE_LOGLIK_GRAPH, VAE_LOGLIK_PRECISION) and fixes its slice width
+(VAE_WORK_ELEMENTS, or VAE_CUDA_WORK_ELEMENTS for the fused graph on CUDA). A model whose graphs cannot be
+fused, or whose fused graph fails its first run, gets the separate scorer and the reason in its description.
+Both answer the same questions: estimate(x, k, seed, checkpoint); description (GET /models); numerics (what
+the cache identity needs besides the files); device.
+"""
+
+from __future__ import annotations
+
+import logging
 import math
 from collections.abc import Callable
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
+import onnx
 import onnxruntime as ort
 
 from modelrepo.importance import ImportanceEstimate, LogMeanExpAccumulator
+from modelrepo.likelihood import importance_sampled_loglik, latent_noise, slicing
 from service.errors import ModelRunFailed
-from service.fusion import OUTPUTS
+from service.fusion import DATA_INPUT, NOISE_INPUT, OUTPUTS, build_scoring_model
+
+if TYPE_CHECKING:
+    from service.runtime import ModelRuntime, RuntimeOptions
+
+log = logging.getLogger(__name__)
 
 CUDA = "CUDAExecutionProvider"
+Checkpoint = Callable[[], None] | None  # runs before every slice and raises to stop the work
+
+
+class Scorer(Protocol):
+    description: str  # GET /models' loglik_graph: "fused (fp32)", "separate", or "separate (why)"
+    numerics: str  # what decides the numbers besides the files: the path, its precision, the provider
+    device: str  # "cuda" or "cpu": where the decoder runs
+    work_elements: int  # the slice width: about this many values alive at once (modelrepo.likelihood.slicing)
+
+    def estimate(self, x: np.ndarray, k: int, seed: int, checkpoint: Checkpoint = None) -> ImportanceEstimate:
+        """x (N, *data_shape) float32 -> log p(x) per point from k samples of the seed's noise."""
+
+
+def build_scorer(runtime: ModelRuntime, encoder: bytes, decoder: bytes, session_options: ort.SessionOptions,
+                 options: RuntimeOptions) -> Scorer:
+    """The scorer the options ask for; the separate one, saying why, when the fused graph cannot serve."""
+    if options.loglik_graph == "separate":
+        return SeparateScorer(runtime, options.work_elements)
+    manifest = runtime.manifest
+    label = f"{manifest.name}:{manifest.version}"
+    try:
+        model = build_scoring_model(manifest, onnx.load_from_string(encoder), onnx.load_from_string(decoder),
+                                    options.precision)
+        scorer = FusedScorer(model.SerializeToString(), session_options, options, runtime)
+        scorer.estimate(np.zeros((2, *runtime.data_shape), np.float32), 2, 0)  # fails here, not on a request
+    except Exception as exc:  # noqa: BLE001 - FusionError, ModelRunFailed, or ORT's own types
+        reason = (str(exc) or type(exc).__name__).splitlines()[0][:200]
+        fallback = SeparateScorer(runtime, options.work_elements, f"the fused graph could not be built: {reason}")
+        log.warning("model %s: %s", label, fallback.description)
+        return fallback
+    return scorer
+
+
+class SeparateScorer:
+    """The runtime's encoder and decoder as they are, and modelrepo.likelihood's float64 estimate over them."""
+
+    def __init__(self, runtime: ModelRuntime, work_elements: int, why: str | None = None):
+        self.runtime, self.work_elements = runtime, work_elements
+        self.description = f"separate ({why})" if why else "separate"
+        self.numerics = f"separate/{runtime.provider}"
+        self.device = "cuda" if runtime.provider == CUDA else "cpu"
+
+    def estimate(self, x: np.ndarray, k: int, seed: int, checkpoint: Checkpoint = None) -> ImportanceEstimate:
+        runtime = self.runtime
+        return importance_sampled_loglik(runtime.encode, runtime.decode, runtime.likelihood, runtime.prior, x,
+                                         latent_noise(seed, k, runtime.latent_dim), self.work_elements, checkpoint)
 
 
 class FusedScorer:
-    """x (N, *data_shape), eps (K, L) -> the importance estimate, with only 3N numbers leaving the device."""
+    """x (N, *data_shape), eps (K, L) -> the importance estimate, its inputs and outputs bound on the device."""
 
-    def __init__(self, model_bytes: bytes, options: ort.SessionOptions, providers: list[str], label: str):
-        self.session = ort.InferenceSession(model_bytes, options, providers=providers)
+    def __init__(self, model_bytes: bytes, session_options: ort.SessionOptions, options: RuntimeOptions,
+                 runtime: ModelRuntime):
+        self.session = ort.InferenceSession(model_bytes, session_options, providers=options.providers)
         self.device = "cuda" if self.session.get_providers()[0] == CUDA else "cpu"
-        self.label = label  # "name:version", for error messages
+        self.work_elements = options.cuda_work_elements if self.device == "cuda" else options.work_elements
+        self.description = f"fused ({options.precision})"
+        self.numerics = f"fused-{options.precision}/{runtime.provider}"
+        self.latent_dim = runtime.latent_dim
+        self.label = f"{runtime.manifest.name}:{runtime.manifest.version}"  # for error messages
 
-    def estimate(self, x: np.ndarray, eps: np.ndarray, work_elements: int,
-                 checkpoint: Callable[[], None] | None = None) -> ImportanceEstimate:
-        """Blocks of points times slices of K, each at most ~work_elements values wide in the decoder's output;
-        checkpoint(), when given, runs before every slice and raises to stop the work."""
-        n, k = len(x), len(eps)
-        per_run = max(1, work_elements // max(math.prod(x.shape[1:]), eps.shape[1]))  # (point, sample) pairs
-        chunk = min(k, per_run)  # slices of K depend on k alone, so a point's sums do not depend on its batch
-        block = max(1, min(n, per_run // chunk))
-        eps = np.ascontiguousarray(eps, dtype=np.float32)
-        eps_slices = [self._upload(eps[s : s + chunk]) for s in range(0, k, chunk)]  # uploaded once per request
+    def estimate(self, x: np.ndarray, k: int, seed: int, checkpoint: Checkpoint = None) -> ImportanceEstimate:
+        """Blocks of points times slices of K (modelrepo.likelihood.slicing); each slice of the noise is
+        uploaded once per request."""
+        eps = np.ascontiguousarray(latent_noise(seed, k, self.latent_dim), dtype=np.float32)  # (K, L)
+        block, chunk = slicing(len(x), k, math.prod(x.shape[1:]), self.latent_dim, self.work_elements)
+        eps_slices = [self._upload(eps[s : s + chunk]) for s in range(0, k, chunk)]
         binding = self.session.io_binding()
         results = []
-        for start in range(0, n, block):
+        for start in range(0, len(x), block):
             rows = np.ascontiguousarray(x[start : start + block])
-            binding.bind_ortvalue_input("x", self._upload(rows))
+            binding.bind_ortvalue_input(DATA_INPUT, self._upload(rows))
             accumulator = LogMeanExpAccumulator(len(rows))
             for eps_slice in eps_slices:
                 if checkpoint is not None:
                     checkpoint()
-                binding.bind_ortvalue_input("eps", eps_slice)
+                binding.bind_ortvalue_input(NOISE_INPUT, eps_slice)
                 for name in OUTPUTS:
                     binding.bind_output(name, self.device)
                 self._run(binding, len(rows))

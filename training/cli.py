@@ -6,6 +6,7 @@ import json
 import sys
 from pathlib import Path
 
+from modelrepo.contract import DECODER_FILE, ENCODER_FILE, MANIFEST_FILE, MODEL_NAME
 from training.config import DataConfig, ModelConfig, TrainConfig
 from training.presets import PRESETS, Preset
 
@@ -146,11 +147,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_flags(baselines)
     baselines.set_defaults(handler=cmd_baselines)
 
-    export = commands.add_parser("export", help="write encoder.onnx, decoder.onnx, manifest.json")
+    export = commands.add_parser("export", help=f"write {ENCODER_FILE}, {DECODER_FILE}, {MANIFEST_FILE}")
     export.add_argument("--checkpoint", required=True)
     for command in (export,):
         command.add_argument("--repository", default="models", help="model repository folder")
-        command.add_argument("--name", required=True, help="model name, [a-z0-9][a-z0-9._-]{0,63}")
+        command.add_argument("--name", required=True, help=f"model name, {MODEL_NAME}")
         command.add_argument("--version", type=int, default=1)
         command.add_argument("--force", action="store_true", help="replace an existing version")
     export.set_defaults(handler=cmd_export)

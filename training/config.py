@@ -4,7 +4,9 @@ import math
 from dataclasses import asdict, dataclass, fields
 from typing import Any, Literal, Self
 
-Likelihood = Literal["bernoulli", "gaussian"]
+from modelrepo.contract import LIKELIHOODS
+
+Likelihood = Literal["bernoulli", "gaussian"]  # modelrepo.contract.LIKELIHOODS, spelled out for type checkers
 Objective = Literal["elbo", "iwae"]
 
 
@@ -44,8 +46,8 @@ class ModelConfig(_JsonConfig):
             raise ValueError(f"latent_dim must be >= 1, got {self.latent_dim}")
         if any(h < 1 for h in self.hidden):
             raise ValueError(f"hidden widths must be >= 1, got {self.hidden}")
-        if self.likelihood not in ("bernoulli", "gaussian"):
-            raise ValueError(f"likelihood must be 'bernoulli' or 'gaussian', got {self.likelihood!r}")
+        if self.likelihood not in LIKELIHOODS:
+            raise ValueError(f"likelihood must be {' or '.join(map(repr, LIKELIHOODS))}, got {self.likelihood!r}")
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""Export a trained VAE as encoder.onnx + decoder.onnx + manifest.json (format vae-onnx/1).
+"""Export a trained VAE as encoder.onnx + decoder.onnx + manifest.json (format vae-onnx/1, modelrepo.contract).
 
 The graphs are checked against PyTorch in ONNX Runtime before anything is written; the version folder
 is assembled under a temporary name and renamed into place, so a repository never holds half a model.
@@ -23,7 +23,17 @@ import torch
 from torch import nn
 
 from modelrepo import FORMAT, check_graphs, load_manifest, sha256_of
-from modelrepo.manifest import NAME_PATTERN
+from modelrepo.contract import (
+    DECODER_FILE,
+    DECODER_INPUT,
+    DECODER_OUTPUTS,
+    ENCODER_FILE,
+    ENCODER_INPUT,
+    ENCODER_OUTPUTS,
+    MANIFEST_FILE,
+    NAME_PATTERN,
+    STANDARD_NORMAL,
+)
 from training.model import VAE
 
 PARITY_TOLERANCE = 1e-4
@@ -59,7 +69,7 @@ class DecoderGraph(nn.Module):
 
 
 def output_names(vae: VAE) -> list[str]:
-    return ["logits"] if vae.config.likelihood == "bernoulli" else ["mean", "logvar"]
+    return list(DECODER_OUTPUTS[vae.config.likelihood])
 
 
 def export_model(
@@ -83,13 +93,13 @@ def export_model(
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{version}.", suffix=".tmp"))
     try:
-        _write_graph(EncoderGraph(vae), torch.zeros(2, *vae.config.data_shape), "x",
-                     ["mu", "logvar"], staging / "encoder.onnx")
-        _write_graph(DecoderGraph(vae), torch.zeros(2, vae.config.latent_dim), "z",
-                     output_names(vae), staging / "decoder.onnx")
+        _write_graph(EncoderGraph(vae), torch.zeros(2, *vae.config.data_shape), ENCODER_INPUT,
+                     list(ENCODER_OUTPUTS), staging / ENCODER_FILE)
+        _write_graph(DecoderGraph(vae), torch.zeros(2, vae.config.latent_dim), DECODER_INPUT,
+                     output_names(vae), staging / DECODER_FILE)
         parity = check_parity(vae, staging, tolerance)
         manifest = _manifest(vae, name, version, staging, parity, extra_manifest or {})
-        (staging / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+        (staging / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
         # The folder must be named <name>/<version> for load_manifest; check under the final name's parts.
         check_graphs(_validated(staging, name, version), staging)
         _move_into_place(staging, target)
@@ -117,7 +127,8 @@ def check_parity(vae: VAE, folder: Path, tolerance: float) -> float:
     for batch in PARITY_BATCH_SIZES:
         x = rng.uniform(size=(batch, *vae.config.data_shape)).astype(np.float32)
         z = rng.standard_normal(size=(batch, vae.config.latent_dim)).astype(np.float32)
-        cases += [(folder / "encoder.onnx", EncoderGraph(vae), "x", x), (folder / "decoder.onnx", DecoderGraph(vae), "z", z)]
+        cases += [(folder / ENCODER_FILE, EncoderGraph(vae), ENCODER_INPUT, x),
+                  (folder / DECODER_FILE, DecoderGraph(vae), DECODER_INPUT, z)]
     worst = 0.0
     sessions: dict[Path, ort.InferenceSession] = {}
     for path, module, input_name, value in cases:
@@ -148,9 +159,9 @@ def _manifest(vae: VAE, name: str, version: int, folder: Path, parity: float, ex
         "data_shape": list(config.data_shape),
         "latent_dim": config.latent_dim,
         "likelihood": {"type": config.likelihood},
-        "prior": {"type": "standard_normal"},
-        "encoder": "encoder.onnx",
-        "decoder": "decoder.onnx",
+        "prior": {"type": STANDARD_NORMAL},
+        "encoder": ENCODER_FILE,
+        "decoder": DECODER_FILE,
         **extra,
         "model_config": config.to_dict(),
         "export": {
@@ -162,7 +173,7 @@ def _manifest(vae: VAE, name: str, version: int, folder: Path, parity: float, ex
             "python": platform.python_version(),
         },
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "sha256": {f: sha256_of(folder / f) for f in ("encoder.onnx", "decoder.onnx")},
+        "sha256": {f: sha256_of(folder / f) for f in (ENCODER_FILE, DECODER_FILE)},
     }
 
 

@@ -53,16 +53,28 @@ class LinearGaussian:
         self.bias = rng.standard_normal(data_dim)
         self.noise_var = noise_var
         posterior_var = 1.0 / (1.0 + (self.weight**2).sum(0) / noise_var)  # (L,)
-        encoder_matrix = posterior_var[:, None] * self.weight.T / noise_var  # (L, D)
+        self.encoder_matrix = posterior_var[:, None] * self.weight.T / noise_var  # (L, D)
+        self.encoder_offset = -self.encoder_matrix @ self.bias + proposal_shift  # (L,)
+        self.proposal_logvar = np.log(posterior_var * proposal_widen)  # (L,)
         self.encoder = affine_graph("x", (data_dim,), {
-            "mu": (encoder_matrix.T, -encoder_matrix @ self.bias + proposal_shift, (latent_dim,)),
-            "logvar": (np.zeros((data_dim, latent_dim)), np.log(posterior_var * proposal_widen), (latent_dim,)),
+            "mu": (self.encoder_matrix.T, self.encoder_offset, (latent_dim,)),
+            "logvar": (np.zeros((data_dim, latent_dim)), self.proposal_logvar, (latent_dim,)),
         })
         self.decoder = affine_graph("z", (latent_dim,), {
             "mean": (self.weight.T, self.bias, (data_dim,)),
             "logvar": (np.zeros((latent_dim, data_dim)), np.full(data_dim, math.log(noise_var)), (data_dim,)),
         })
         self.data_dim, self.latent_dim = data_dim, latent_dim
+
+    def encode(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The encoder graph's function in float64 NumPy: x (N, D) -> mu, logvar (N, L)."""
+        mu = x @ self.encoder_matrix.T + self.encoder_offset
+        return mu, np.broadcast_to(self.proposal_logvar, mu.shape)
+
+    def decode(self, z: np.ndarray) -> dict[str, np.ndarray]:
+        """The decoder graph's function in float64 NumPy: z (M, L) -> mean, logvar (M, D)."""
+        mean = z.astype(np.float64) @ self.weight.T + self.bias
+        return {"mean": mean, "logvar": np.full_like(mean, math.log(self.noise_var))}
 
     def exact_loglik(self, x: np.ndarray) -> np.ndarray:
         from scipy import stats
@@ -87,6 +99,14 @@ class OneDimensionalBernoulli:
             "logvar": (np.zeros((6, 1)), np.array([math.log(1.5**2)]), (1,)),
         })
         self.decoder = affine_graph("z", (1,), {"logits": (self.slope[None], self.offset, self.data_shape)})
+
+    def encode(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The encoder graph's function in NumPy: x (N, 1, 2, 3) -> mu, logvar (N, 1), whatever x is."""
+        return np.full((len(x), 1), 0.2), np.full((len(x), 1), math.log(1.5**2))
+
+    def decode(self, z: np.ndarray) -> dict[str, np.ndarray]:
+        """The decoder graph's function in float64 NumPy: z (M, 1) -> logits (M, 1, 2, 3)."""
+        return {"logits": (z.astype(np.float64) * self.slope + self.offset).reshape(len(z), *self.data_shape)}
 
     def exact_loglik(self, x: np.ndarray) -> np.ndarray:
         """By adaptive quadrature over z, in float64."""

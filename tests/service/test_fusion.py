@@ -9,8 +9,7 @@ import pytest
 
 from modelrepo import load_manifest
 from service.fusion import OUTPUTS, FusionError, build_scoring_model
-from service.likelihood import importance_sampled_loglik
-from service.runtime import CPU, ModelRuntime
+from service.runtime import CPU, ModelRuntime, RuntimeOptions
 from tests.service.handmade import LinearGaussian, OneDimensionalBernoulli
 
 MODELS = Path(__file__).resolve().parents[2] / "models"
@@ -30,10 +29,10 @@ def test_graphs_at_different_opsets_are_joined(tmp_path):
     model = LinearGaussian()
     model.decoder.opset_import[0].version = 20  # Flatten, MatMul, Add, Reshape: the same at 17 and 20
     folder = model.write(tmp_path)
-    runtime = ModelRuntime(folder, load_manifest(folder), [CPU], loglik_graph="fused")
-    assert runtime.scoring == "fused (fp32)"
+    runtime = ModelRuntime(folder, load_manifest(folder), RuntimeOptions([CPU], loglik_graph="fused"))
+    assert runtime.scorer.description == "fused (fp32)"
     x = np.random.default_rng(0).standard_normal((3, 5)).astype(np.float32)
-    estimate = importance_sampled_loglik(runtime, x, 50, 0, 1 << 16)
+    estimate = runtime.scorer.estimate(x, 50, 0)
     np.testing.assert_allclose(estimate.loglik, model.exact_loglik(x), atol=2e-4)
 
 
@@ -41,14 +40,14 @@ def test_graphs_at_different_opsets_are_joined(tmp_path):
 def test_fused_float32_agrees_with_the_float64_path_on_the_shipped_models(name):
     folder = MODELS / name / "1"
     manifest = load_manifest(folder)
-    fused = ModelRuntime(folder, manifest, [CPU], loglik_graph="fused")
-    separate = ModelRuntime(folder, manifest, [CPU], loglik_graph="separate")
+    fused = ModelRuntime(folder, manifest, RuntimeOptions([CPU], loglik_graph="fused"))
+    separate = ModelRuntime(folder, manifest, RuntimeOptions([CPU], loglik_graph="separate"))
     rng = np.random.default_rng(1)
     x = rng.uniform(size=(16, *manifest.data_shape)).astype(np.float32)
     if manifest.likelihood.type == "bernoulli":
         x = (x > 0.5).astype(np.float32)
-    ours = importance_sampled_loglik(fused, x, 500, 3, 1 << 20)
-    reference = importance_sampled_loglik(separate, x, 500, 3, 1 << 20)
+    ours = fused.scorer.estimate(x, 500, 3)
+    reference = separate.scorer.estimate(x, 500, 3)
     for field in ("loglik", "elbo"):
         assert np.abs(getattr(ours, field) - getattr(reference, field)).max() < 1e-2
     np.testing.assert_allclose(ours.stderr, reference.stderr, rtol=1e-2, atol=1e-6)
@@ -57,16 +56,17 @@ def test_fused_float32_agrees_with_the_float64_path_on_the_shipped_models(name):
 def test_fp16_decoder_is_close_on_a_bernoulli_model(tmp_path):
     model = OneDimensionalBernoulli()
     folder = model.write(tmp_path)
-    runtime = ModelRuntime(folder, load_manifest(folder), [CPU], loglik_graph="fused", precision="fp16")
-    assert runtime.scoring == "fused (fp16)"
+    runtime = ModelRuntime(folder, load_manifest(folder), RuntimeOptions([CPU], loglik_graph="fused", precision="fp16"))
+    assert runtime.scorer.description == "fused (fp16)"
     x = np.array([[[[1, 0, 1], [1, 0, 0]]], [[[1, 1, 1], [1, 1, 1]]]], dtype=np.float32)
-    estimate = importance_sampled_loglik(runtime, x, 5000, 0, 1 << 16)
+    estimate = runtime.scorer.estimate(x, 5000, 0)
     assert np.abs(estimate.loglik - model.exact_loglik(x)).max() < 0.05
 
 
 def test_slices_of_the_fused_run_stay_within_the_work_bound(tmp_path):
     folder = LinearGaussian().write(tmp_path)
-    runtime = ModelRuntime(folder, load_manifest(folder), [CPU], loglik_graph="fused")
+    options = RuntimeOptions([CPU], loglik_graph="fused", work_elements=2048)  # ~409 (point, sample) pairs per run
+    runtime = ModelRuntime(folder, load_manifest(folder), options)
     scorer, uploads = runtime.scorer, []
     real_upload = scorer._upload
 
@@ -76,7 +76,7 @@ def test_slices_of_the_fused_run_stay_within_the_work_bound(tmp_path):
 
     scorer._upload = spy
     x = np.zeros((9, 5), np.float32)
-    estimate = importance_sampled_loglik(runtime, x, 1000, 0, 2048)  # ~409 (point, sample) pairs per run
+    estimate = scorer.estimate(x, 1000, 0)
     assert len(estimate.loglik) == 9
     eps_slices = [shape[0] for shape in uploads if shape[1:] == (3,)]
     blocks = [shape[0] for shape in uploads if shape[1:] == (5,)]
@@ -88,7 +88,7 @@ def test_a_model_that_cannot_be_fused_serves_on_two_graphs_and_says_why(tmp_path
     def refuse(*_, **__):  # a fault the shipped graphs cannot produce: the join itself fails
         raise FusionError("encoder and decoder define different local functions named 'f'")
 
-    monkeypatch.setattr("service.runtime.build_scoring_model", refuse)
+    monkeypatch.setattr("service.scoring.build_scoring_model", refuse)
     model = LinearGaussian()
     model.write(tmp_path)
     client = make_client(tmp_path, loglik_graph="fused")

@@ -15,7 +15,7 @@ def client(request, repository, make_client):
     client = make_client(repository, loglik_graph=request.param)
     for versions in client.app.state.service.repository.loaded.values():
         for model in versions.values():  # each model really runs on the path asked for
-            assert (model.runtime.scorer is not None) == (request.param == "fused"), model.runtime.scoring
+            assert model.runtime.scorer.description == {"fused": "fused (fp32)", "separate": "separate"}[request.param]
     return client
 
 

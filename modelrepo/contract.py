@@ -1,0 +1,28 @@
+"""The names and patterns of the `vae-onnx/1` contract (shared/CONTRACT.md, section 1), each spelled once here.
+
+training/ writes models with them and service/ reads models with them; changing one is a format change.
+"""
+
+FORMAT = "vae-onnx/1"
+
+# A version folder: <name>/<version>/ holding these files (the manifest may name other graph files).
+MANIFEST_FILE = "manifest.json"
+ENCODER_FILE = "encoder.onnx"
+DECODER_FILE = "decoder.onnx"
+
+MODEL_NAME = r"[a-z0-9][a-z0-9._-]{0,63}"
+MODEL_VERSION = r"[1-9][0-9]{0,17}"  # a positive integer, exact in a JSON number
+NAME_PATTERN = rf"^{MODEL_NAME}$"
+REFERENCE_PATTERN = rf"^{MODEL_NAME}(:{MODEL_VERSION})?$"  # how a request names a model: "name" or "name:version"
+
+# The graphs' inputs and outputs, batch axis first.
+ENCODER_INPUT = "x"  # [batch, *data_shape]
+ENCODER_OUTPUTS = ("mu", "logvar")  # each [batch, latent_dim]
+DECODER_INPUT = "z"  # [batch, latent_dim]
+DECODER_OUTPUTS = {  # likelihood type -> the decoder's outputs, each [batch, *data_shape]
+    "bernoulli": ("logits",),
+    "gaussian": ("mean", "logvar"),
+}
+LIKELIHOODS = tuple(DECODER_OUTPUTS)
+STANDARD_NORMAL = "standard_normal"
+PRIORS = (STANDARD_NORMAL,)

@@ -1,0 +1,186 @@
+"""The probability math of a `vae-onnx/1` model in NumPy: priors, likelihoods, the proposal's
+reparameterisation and the two-graph importance-sampled estimate of log p(x). No ONNX Runtime here: the
+graphs come in as plain callables, so the same math serves any runtime and is tested against closed forms.
+
+    prior       p(z)    = N(0, I)                                      (StandardNormal)
+    proposal    q(z|x)  = N(mu, diag exp(logvar)),  z = mu + exp(logvar / 2) * eps,  eps ~ N(0, I)
+    likelihood  p(x|z)  = prod_d Bern(x_d; sigmoid(logits_d))          (Bernoulli)
+                        | prod_d N(x_d; mean_d, exp(logvar_d))         (Gaussian)
+
+Random numbers come from one kind of generator, np.random.default_rng(seed): the same seed gives the
+same draws, and the noise of k samples is a prefix of the noise of more.
+"""
+
+import math
+from collections.abc import Callable
+
+import numpy as np
+
+from modelrepo.contract import DECODER_OUTPUTS, STANDARD_NORMAL
+from modelrepo.importance import ImportanceEstimate, LogMeanExpAccumulator
+
+LOG_2PI = math.log(2.0 * math.pi)
+Params = dict[str, np.ndarray]  # the decoder's outputs by name (modelrepo.contract.DECODER_OUTPUTS)
+
+
+def generator(seed: int | None) -> np.random.Generator:
+    """The project's one random generator; None: fresh draws."""
+    return np.random.default_rng(seed)
+
+
+def latent_noise(seed: int | None, count: int, latent_dim: int) -> np.ndarray:
+    """eps (count, L) standard normal; a prefix of a longer draw with the same seed."""
+    return generator(seed).standard_normal((count, latent_dim))
+
+
+def reparameterise(mu: np.ndarray, logvar: np.ndarray, eps: np.ndarray) -> np.ndarray:
+    """mu, logvar (N, L), eps (S, L) -> z (N, S, L) = mu + exp(logvar / 2) * eps, S draws from each q(z|x)."""
+    return mu[:, None] + np.exp(0.5 * logvar)[:, None] * eps[None]
+
+
+def sigmoid(logits: np.ndarray) -> np.ndarray:
+    """1 / (1 + exp(-l)) in float64, without overflow for large |l|."""
+    return np.exp(-np.logaddexp(0.0, -logits.astype(np.float64)))
+
+
+# Priors. Every Gaussian-family density over R^L carries the factor (2 pi)^(-L/2); log_density_less_2pi
+# leaves it out, because it cancels in log p(z) - log q(z|x) and adding it twice would only round.
+
+
+class StandardNormal:
+    """p(z) = N(0, I) over latent_dim dimensions."""
+
+    def __init__(self, latent_dim: int):
+        self.latent_dim = latent_dim
+
+    def sample(self, rng: np.random.Generator, n: int, temperature: float = 1.0) -> np.ndarray:
+        """z (n, L) float64, the standard deviation scaled by `temperature`."""
+        return temperature * rng.standard_normal((n, self.latent_dim))
+
+    def log_density_less_2pi(self, z: np.ndarray) -> np.ndarray:
+        """z (..., L) -> log p(z) + L/2 log 2 pi (...)."""
+        return -0.5 * (z**2).sum(-1)
+
+    def log_density(self, z: np.ndarray) -> np.ndarray:
+        """z (..., L) -> log p(z) (...)."""
+        return self.log_density_less_2pi(z) - 0.5 * self.latent_dim * LOG_2PI
+
+
+Prior = StandardNormal  # a union once there are more
+_PRIORS: dict[str, type[Prior]] = {STANDARD_NORMAL: StandardNormal}
+
+
+def prior_for(prior_type: str, latent_dim: int) -> Prior:
+    """The prior a manifest's `prior.type` names."""
+    return _PRIORS[prior_type](latent_dim)
+
+
+# Likelihoods: p(x|z) from the decoder's outputs. x and every parameter are (..., D), flat over data_shape,
+# or (N, *data_shape) where only elementwise work is done (mean, sample).
+
+
+class Bernoulli:
+    """p(x|z) = prod_d Bern(x_d; sigmoid(logits_d)); x may be fractional in [0, 1]."""
+
+    outputs = DECODER_OUTPUTS["bernoulli"]  # ("logits",)
+
+    def log_density(self, x: np.ndarray, params: Params) -> np.ndarray:
+        """x (..., D) against logits (..., D), broadcast -> log p(x|z) (...) in float64."""
+        logits = self._logits(params).astype(np.float64)
+        return (x * logits - np.logaddexp(0.0, logits)).sum(-1)
+
+    def mean(self, params: Params) -> np.ndarray:
+        """E[x|z] = sigmoid(logits), float32."""
+        return sigmoid(self._logits(params)).astype(np.float32)
+
+    def sample(self, params: Params, rng: np.random.Generator) -> np.ndarray:
+        """x ~ p(x|z), float32 zeros and ones."""
+        probs = sigmoid(self._logits(params))
+        return (rng.uniform(size=probs.shape) < probs).astype(np.float32)
+
+    def _logits(self, params: Params) -> np.ndarray:
+        (logits,) = (params[name] for name in self.outputs)
+        return logits
+
+
+class Gaussian:
+    """p(x|z) = prod_d N(x_d; mean_d, exp(logvar_d))."""
+
+    outputs = DECODER_OUTPUTS["gaussian"]  # ("mean", "logvar")
+
+    def log_density(self, x: np.ndarray, params: Params) -> np.ndarray:
+        """x (..., D) against mean, logvar (..., D), broadcast -> log p(x|z) (...) in float64."""
+        mean, logvar = (value.astype(np.float64) for value in self._mean_logvar(params))
+        return -0.5 * (LOG_2PI + logvar + (x - mean) ** 2 * np.exp(-logvar)).sum(-1)
+
+    def mean(self, params: Params) -> np.ndarray:
+        """E[x|z] = the mean, as the decoder gave it."""
+        return self._mean_logvar(params)[0]
+
+    def sample(self, params: Params, rng: np.random.Generator) -> np.ndarray:
+        """x ~ p(x|z), float32."""
+        mean, logvar = self._mean_logvar(params)
+        return (mean + np.exp(0.5 * logvar) * rng.standard_normal(mean.shape)).astype(np.float32)
+
+    def _mean_logvar(self, params: Params) -> tuple[np.ndarray, np.ndarray]:
+        mean, logvar = (params[name] for name in self.outputs)
+        return mean, logvar
+
+
+Likelihood = Bernoulli | Gaussian
+_LIKELIHOODS: dict[str, Likelihood] = {"bernoulli": Bernoulli(), "gaussian": Gaussian()}
+
+
+def likelihood_for(likelihood_type: str) -> Likelihood:
+    """The likelihood a manifest's `likelihood.type` names."""
+    return _LIKELIHOODS[likelihood_type]
+
+
+def slicing(points: int, k: int, data_dim: int, latent_dim: int, work_elements: int) -> tuple[int, int]:
+    """(block of points, chunk of K) per decoder run, so that block * chunk * max(D, L) <= ~work_elements.
+
+    The chunk depends on k alone (never on the number of points), so a point's sums, and their rounding, do
+    not depend on the batch it came in.
+    """
+    pairs = max(1, work_elements // max(data_dim, latent_dim))  # (point, sample) pairs per run
+    chunk = min(k, pairs)
+    return max(1, min(points, pairs // chunk)), chunk
+
+
+def importance_sampled_loglik(
+    encode: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]], decode: Callable[[np.ndarray], Params],
+    likelihood: Likelihood, prior: Prior, x: np.ndarray, eps: np.ndarray, work_elements: int,
+    checkpoint: Callable[[], None] | None = None,
+) -> ImportanceEstimate:
+    """The contract's estimate of log p(x) on the model's two graphs, in float64 on the host.
+
+    encode: x (n, *data_shape) f32 -> mu, logvar (n, L); decode: z (m, L) f32 -> params, each (m, *data_shape).
+    x (N, *data_shape) f32, eps (K, L): the same noise for every point. log w = log p(x|z) + log p(z) - log q(z|x)
+    over z = mu + exp(logvar / 2) * eps, at most ~work_elements values alive at once (`slicing`).
+    checkpoint(), when given, runs before every slice and raises to stop the work.
+    """
+    n, data_dim = len(x), math.prod(x.shape[1:])
+    k, latent_dim = eps.shape
+    mu, logvar = (a.astype(np.float64) for a in encode(x))  # (N, L)
+    # -log q(z|x) = 0.5 sum(logvar) + 0.5 sum(eps^2), less its L/2 log 2 pi (see the priors)
+    half_logvar = 0.5 * logvar.sum(-1)  # (N,)
+    half_eps_sq = 0.5 * (eps**2).sum(-1)  # (K,)
+    block, chunk = slicing(n, k, data_dim, latent_dim, work_elements)
+    flat_x = x.reshape(n, 1, data_dim).astype(np.float64)  # (N, 1, D)
+    results = []
+    for start in range(0, n, block):
+        rows = slice(start, min(start + block, n))
+        b = rows.stop - rows.start
+        accumulator = LogMeanExpAccumulator(b)
+        for s in range(0, k, chunk):
+            if checkpoint is not None:
+                checkpoint()
+            e = eps[s : s + chunk]  # (c, L)
+            c = len(e)
+            z = reparameterise(mu[rows], logvar[rows], e)  # (b, c, L)
+            params = decode(z.reshape(b * c, latent_dim).astype(np.float32))
+            params = {name: value.reshape(b, c, data_dim) for name, value in params.items()}  # each (b, c, D)
+            log_prior_ratio = prior.log_density_less_2pi(z) + half_logvar[rows, None] + half_eps_sq[None, s : s + c]
+            accumulator.add(likelihood.log_density(flat_x[rows], params) + log_prior_ratio)  # (b, c)
+        results.append(accumulator.result())
+    return ImportanceEstimate.concatenate(results)
