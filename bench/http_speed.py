@@ -22,7 +22,9 @@ import io
 import os
 import platform
 import shlex
+import shutil
 import statistics
+import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -241,8 +243,9 @@ def cached(seconds: float) -> str:
 def machine() -> str:
     cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                 if line.startswith("model name")), platform.processor() or "unknown CPU")
+    wrk = subprocess.run(["wrk", "-v"], capture_output=True, text=True).stdout.split()[:2]  # "wrk <version>"
     return (f"{len(os.sched_getaffinity(0))} cores (`nproc`), {cpu}, Python {platform.python_version()}, "
-            f"ONNX Runtime {ort.__version__}")
+            f"ONNX Runtime {ort.__version__}, {' '.join(wrk)}")
 
 
 def parse_variant(text: str) -> tuple[str, dict[str, str]]:
@@ -264,6 +267,8 @@ def main() -> None:
                         help="threads calling the computation in process (default: the cores)")
     parser.add_argument("--no-write", action="store_true", help="print the tables, leave docs/BENCHMARKS.md alone")
     args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        parser.error("wrk is not installed: apt-get install wrk (Debian, Ubuntu) or brew install wrk")
     servers.exit_cleanly_on_sigterm()
     parts = [part.strip() for part in args.only.split(",") if part.strip()]
     if unknown := sorted(set(parts) - set(PARTS)):
@@ -274,7 +279,7 @@ def main() -> None:
                        if name.startswith("VAE_") and name not in servers.SET_FOR_OURS)
     command = shlex.join(["python", "bench/http_speed.py", *sys.argv[1:]])
     text = [f"## Serving speed over HTTP, ours and naive peers side by side\n\n`{command}` on "
-            f"{datetime.date.today().isoformat()}: {machine()}, wrk 4 on the same cores as the servers. Ours: "
+            f"{datetime.date.today().isoformat()}: {machine()} (wrk on the same cores as the servers). Ours: "
             "`python -m service`, VAE_LOG_LEVEL=warning, no Redis (in-process cache), other settings at their "
             f"defaults{' except ' + ', '.join(overrides) if overrides else ''}. Peers: naive FastAPI apps "
             f"(orjson, one ONNX Runtime call with 1 intra-op thread on the event loop): `{servers.SHARED_PEERS}/"
