@@ -275,6 +275,7 @@ def main() -> None:
         parser.error(f"--only: unknown part(s) {', '.join(unknown)}; choose from {', '.join(PARTS)}")
     if "workers" in parts and "encode" not in parts:
         parts.append("encode")  # the 1-worker baseline of the scaling
+    servers.check_peers([part for part in parts if part in POINTS])
     overrides = sorted(f"{name}={value}" for name, value in os.environ.items()
                        if name.startswith("VAE_") and name not in servers.SET_FOR_OURS)
     command = shlex.join(["python", "bench/http_speed.py", *sys.argv[1:]])

@@ -131,13 +131,19 @@ def ours(workers: int = 1, overrides: dict[str, str] | None = None, label: str =
         stop(server)
 
 
+def check_peers(endpoints: list[str]) -> None:
+    """Exit, saying where the peers belong, when one of those of `endpoints` is missing."""
+    for folder, module, _ in (PEERS[endpoint] for endpoint in endpoints):
+        if not (ROOT / folder / f"{module}.py").is_file():
+            raise SystemExit(f"the peer {folder / module}.py is missing: the shared peers live in ../shared/peers "
+                             "next to the repository (/work/shared on the project's machines)")
+
+
 @contextmanager
 def peer(endpoint: str, workers: int = 1):
     """The naive peer of `endpoint` under uvicorn, serving the same model files as ours."""
+    check_peers([endpoint])
     folder, module, files = PEERS[endpoint]
-    if not (ROOT / folder / f"{module}.py").is_file():
-        raise SystemExit(f"the peer {folder / module}.py is missing: the shared peers live in ../shared/peers "
-                         "next to the repository (/work/shared on the project's machines)")
     port = free_port()
     env = {**os.environ, **{variable: str(MODEL / name) for variable, name in files.items()}}
     command = [sys.executable, "-m", "uvicorn", "--app-dir", str(folder), f"{module}:app", "--port", str(port),
