@@ -18,7 +18,6 @@ Prints the tables and writes section "http_speed" of docs/BENCHMARKS.md (unless 
 
 import argparse
 import datetime
-import io
 import os
 import platform
 import shlex
@@ -26,8 +25,6 @@ import shutil
 import statistics
 import subprocess
 import sys
-import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,6 +37,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench import in_process, servers  # noqa: E402
+from bench.batches import RowPool, closed_loop  # noqa: E402
 from bench.report import replace_section  # noqa: E402
 from bench.wrk import WrkFigures, point_script, run_wrk, seeded_script  # noqa: E402
 from modelrepo import load_manifest  # noqa: E402
@@ -137,45 +135,6 @@ def single_point_tables(runs: list[Run]) -> str:
     return text
 
 
-def closed_loop(call, seconds: float, threads: int) -> list[float]:
-    """Seconds of each call(thread_index) from `threads` threads at once, each calling until `seconds` have
-    passed and finishing its last call; run after an untimed warm-up of WARM_UP_S the same way."""
-    def worker(index: int, until: float, timings: list[float]) -> None:
-        while time.perf_counter() < until:
-            began = time.perf_counter()
-            call(index)
-            timings.append(time.perf_counter() - began)
-
-    for duration in (WARM_UP_S, seconds):
-        timings: list[float] = []
-        until = time.perf_counter() + duration
-        with ThreadPoolExecutor(threads) as pool:
-            list(pool.map(worker, range(threads), [until] * threads, [timings] * threads))
-    return timings
-
-
-class RowPool:
-    """The rows every batch draws from, 4 decimals each, so a JSON body and a .npy body carry the same numbers;
-    each caller (thread or client, by index) picks its rows with its own generator."""
-
-    def __init__(self, size: int, width: int, callers: int):
-        self.rows = np.round(np.random.default_rng(0).uniform(size=(size, width)), 4).astype(np.float32)
-        self.json_rows = [orjson.dumps(np.round(row.astype(np.float64), 4).tolist()) for row in self.rows]
-        self.generators = [np.random.default_rng(index + 1) for index in range(callers)]
-
-    def pick(self, caller: int) -> np.ndarray:
-        """BATCH_ROWS row numbers: fresh data each call (1024**64 possible batches)."""
-        return self.generators[caller].integers(len(self.rows), size=BATCH_ROWS)
-
-    def json_body(self, picked: np.ndarray, fields: dict) -> bytes:
-        return orjson.dumps(fields)[:-1] + b',"x":[' + b",".join(self.json_rows[i] for i in picked) + b"]}"
-
-    def npy_body(self, picked: np.ndarray) -> bytes:
-        buffer = io.BytesIO()
-        np.save(buffer, self.rows[picked])
-        return buffer.getvalue()
-
-
 def batch(seconds: float, threads: int, clients: int = 4) -> str:
     """N=64 requests through HTTP (JSON, .npy) next to the same computation in process, on the same batches."""
     settings = Settings(model_repository=ROOT / "models")
@@ -185,36 +144,38 @@ def batch(seconds: float, threads: int, clients: int = 4) -> str:
         "encode": (lambda x: in_process.encode(runtime, x), {"model": MODEL}),
         "loglik": (lambda x: in_process.loglik(runtime, x, BATCH_K, 0, settings), {"model": MODEL, "k": BATCH_K}),
     }
-    lines = ["| call | how | rows/s | p50 / p99 ms per call | HTTP / in process | non-2xx | cache hits |",
-             "|---|---|---|---|---|---|---|"]
+    lines = ["| call | how | rows/s | calls | p50 / p99 ms per call | HTTP / in process | non-2xx | cache hits |",
+             "|---|---|---|---|---|---|---|---|"]
     with servers.ours() as server:
         sessions = [httpx.Client(base_url=server.url, timeout=120) for _ in range(clients)]
         for endpoint, (compute, fields) in cases.items():
             name = f"POST /{endpoint} N={BATCH_ROWS}" + (f" k={BATCH_K}" if endpoint == "loglik" else "")
-            local = closed_loop(lambda caller: compute(pool.rows[pool.pick(caller)]), seconds, threads)
+            closed_loop(lambda caller: compute(pool.rows[pool.pick(caller, BATCH_ROWS)]), WARM_UP_S, threads)
+            local, _ = closed_loop(lambda caller: compute(pool.rows[pool.pick(caller, BATCH_ROWS)]), seconds, threads)
             local_rate = threads * BATCH_ROWS / statistics.mean(local)
-            lines.append(f"| {name} | in process, {threads} threads | {local_rate:,.0f} | {1e3 * np.median(local):.1f}"
-                         f" / {1e3 * np.quantile(local, 0.99):.1f} | 1 | - | - |")
+            lines.append(f"| {name} | in process, {threads} threads | {local_rate:,.0f} | {len(local)} | "
+                         f"{1e3 * np.median(local):.1f} / {1e3 * np.quantile(local, 0.99):.1f} | 1 | - | - |")
             for npy in (False, True):
-                failures = []
-
-                def call(caller: int) -> None:
-                    picked = pool.pick(caller)
+                def call(caller: int, npy: bool = npy) -> bool:
+                    picked = pool.pick(caller, BATCH_ROWS)
                     if npy:
                         response = sessions[caller].post(f"/{endpoint}", params=fields, content=pool.npy_body(picked),
                                                          headers={"content-type": NPY, "accept": NPZ})
                     else:
                         response = sessions[caller].post(f"/{endpoint}", content=pool.json_body(picked, fields),
                                                          headers={"content-type": "application/json"})
-                    failures.append(not response.is_success)
+                    return response.is_success
 
+                closed_loop(call, WARM_UP_S, clients)
+                servers.wait_until_idle(server)
                 hits_before = servers.cache_hits(server)
-                timings = closed_loop(call, seconds, clients)
+                timings, answered = closed_loop(call, seconds, clients)
                 hits = servers.cache_hits(server) - hits_before
                 rate = clients * BATCH_ROWS / statistics.mean(timings)
                 lines.append(f"| {name} | {'.npy in, .npz out' if npy else 'JSON'}, {clients} httpx clients | "
-                             f"{rate:,.0f} | {1e3 * np.median(timings):.1f} / {1e3 * np.quantile(timings, 0.99):.1f} | "
-                             f"{rate / local_rate:.2f} | {sum(failures)} | {hits} |")
+                             f"{rate:,.0f} | {len(timings)} | {1e3 * np.median(timings):.1f} / "
+                             f"{1e3 * np.quantile(timings, 0.99):.1f} | {rate / local_rate:.2f} | "
+                             f"{answered.count(False)} | {hits} |")
         for session in sessions:
             session.close()
     return "\n".join(lines)

@@ -116,8 +116,8 @@ def main() -> None:
              for c, m, b, k, lo, re, tp, unit, n in rows]
     table = "\n".join([header, *lines])
     machine = (f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
-               f"ONNX Runtime {ort.__version__} ({runtimes['digits'].provider}), one uvicorn worker, one sequential httpx client "
-               "(its own overhead is in the HTTP column)")
+               f"ONNX Runtime {ort.__version__} ({runtimes['digits'].provider}), one uvicorn worker, one sequential "
+               "httpx client (its own overhead is in the HTTP column)")
     section = (f"## In process vs through HTTP\n\n`python bench/serving.py` on "
                f"{datetime.date.today().isoformat()}: {machine}. Each figure is the mean time per call over "
                f"{args.seconds:g} s of calls after a warm-up; both sides ran in the same run. In process = the "

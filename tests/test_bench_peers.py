@@ -10,7 +10,7 @@ import orjson
 from fastapi.testclient import TestClient
 
 from bench import in_process
-from bench.http_speed import RowPool
+from bench.batches import RowPool
 from service.settings import Settings
 from tests.service.handmade import LinearGaussian
 
@@ -70,7 +70,7 @@ def test_decode_peer_returns_the_decoders_outputs(tmp_path, monkeypatch):
 
 def test_batch_bodies_carry_the_same_numbers_as_json_and_as_npy():
     pool = RowPool(16, 5, callers=1)
-    picked = pool.pick(0)
+    picked = pool.pick(0, 64)
     from_json = np.asarray(orjson.loads(pool.json_body(picked, {"model": "m", "k": 3}))["x"], dtype=np.float32)
     from_npy = np.load(io.BytesIO(pool.npy_body(picked)))
     assert from_json.shape == from_npy.shape == (64, 5)
