@@ -27,11 +27,10 @@ import onnxruntime as ort
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench import in_process  # noqa: E402
 from bench.report import replace_section  # noqa: E402
 from bench.serving import start_server_on_free_port  # noqa: E402
-from modelrepo import load_manifest  # noqa: E402
-from service.likelihood import importance_sampled_loglik  # noqa: E402
-from service.runtime import ModelRuntime, providers_for  # noqa: E402
+from service.runtime import providers_for  # noqa: E402
 from service.settings import Settings  # noqa: E402
 
 NAME = "mnist-mlp"
@@ -62,20 +61,17 @@ def rate(function, samples: int, seconds: float) -> tuple[float, object]:
 
 def measure(repository: Path, points: int, k: int, seconds: float) -> None:
     folder = repository / NAME / "1"
-    manifest = load_manifest(folder)
     settings = Settings(model_repository=repository)
-    providers = providers_for(settings.device)
-    device = providers[0]
-    work = settings.cuda_work_elements if device == "CUDAExecutionProvider" else settings.work_elements
+    device = providers_for(settings.device)[0]
     x = (np.random.default_rng(0).uniform(size=(points, 784)) < 0.3).astype(np.float32)
     rows, answers = [], {}
     for label, graph, precision in (("fused graph, fp32", "fused", "fp32"), ("fused graph, fp16 decoder", "fused", "fp16"),
                                     ("two graphs, float64 likelihood on the host", "separate", "fp32")):
-        runtime = ModelRuntime(folder, manifest, providers, loglik_graph=graph, precision=precision)
+        runtime = in_process.load_runtime(folder, settings, loglik_graph=graph, precision=precision)
         if graph == "fused" and runtime.scorer is None:
             rows.append((label, float("nan"), runtime.scoring))
             continue
-        speed, answer = rate(lambda: importance_sampled_loglik(runtime, x, k, 0, work), points * k, seconds)
+        speed, answer = rate(lambda: in_process.loglik(runtime, x, k, 0, settings), points * k, seconds)
         answers[label] = answer.loglik
         rows.append((label, speed, runtime.scoring))
     reference = answers["two graphs, float64 likelihood on the host"]

@@ -1,6 +1,6 @@
 """Write a benchmark's section into docs/BENCHMARKS.md, between its own markers, leaving the others as they are.
 
-    python -m bench.report NAME < section.md        (what bench/load.sh does)
+    python -m bench.report NAME < section.md        (for a shell script's section)
 """
 
 import sys

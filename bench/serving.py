@@ -24,10 +24,8 @@ import onnxruntime as ort
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench import in_process  # noqa: E402
 from bench.report import replace_section  # noqa: E402
-from modelrepo import load_manifest  # noqa: E402
-from service.likelihood import importance_sampled_loglik  # noqa: E402
-from service.runtime import CPU, ModelRuntime  # noqa: E402
 from service.settings import Settings  # noqa: E402
 
 ENCODE_BATCHES = (1, 64, 256)
@@ -85,8 +83,7 @@ def main() -> None:
     settings = Settings()
     runtimes = {}
     for name in ("digits", "digits-binary"):
-        folder = settings.model_repository / name / "1"
-        runtimes[name] = ModelRuntime(folder, load_manifest(folder), [CPU], loglik_graph=settings.loglik_graph)
+        runtimes[name] = in_process.load_runtime(settings.model_repository / name / "1", settings)
     rng = np.random.default_rng(0)
     server, port = start_server_on_free_port()
     rows = []
@@ -95,7 +92,7 @@ def main() -> None:
             for batch in ENCODE_BATCHES:
                 pool = max(16, 20000 // batch)  # more distinct requests than fit in the time: no cache hits
                 xs = [rng.uniform(size=(batch, 64)).astype(np.float32) for _ in range(pool)]
-                local, _ = timed(runtimes["digits"].encode, xs, args.seconds)
+                local, _ = timed(lambda x: in_process.encode(runtimes["digits"], x), xs, args.seconds)
                 bodies = distinct_bodies(lambda i: {"model": "digits", "x": xs[i]}, pool)
                 remote, calls = timed(post(client, "/encode"), bodies, args.seconds)
                 rows.append(("POST /encode", "digits", batch, "-", local, remote, batch / remote, "points/s", calls))
@@ -103,8 +100,7 @@ def main() -> None:
                 pool = max(8, 2_000_000 // (batch * k))
                 xs = [(rng.uniform(size=(batch, 64)) < 0.3).astype(np.float32) for _ in range(min(pool, 64))]
                 runtime = runtimes["digits-binary"]
-                local, _ = timed(lambda x: importance_sampled_loglik(runtime, x, k, 0, settings.work_elements),
-                                 xs, args.seconds)
+                local, _ = timed(lambda x: in_process.loglik(runtime, x, k, 0, settings), xs, args.seconds)
                 # The same points with a new seed per call: the same work, never a cache hit.
                 bodies = distinct_bodies(lambda i: {"model": "digits-binary", "x": xs[i % len(xs)].astype(np.int8),
                                                     "k": k, "seed": i}, pool)
@@ -120,8 +116,8 @@ def main() -> None:
              for c, m, b, k, lo, re, tp, unit, n in rows]
     table = "\n".join([header, *lines])
     machine = (f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
-               f"ONNX Runtime {ort.__version__} (CPU provider), one uvicorn worker, one sequential httpx client "
-               "(its own overhead is in the HTTP column)")
+               f"ONNX Runtime {ort.__version__} ({runtimes['digits'].provider}), one uvicorn worker, one sequential "
+               "httpx client (its own overhead is in the HTTP column)")
     section = (f"## In process vs through HTTP\n\n`python bench/serving.py` on "
                f"{datetime.date.today().isoformat()}: {machine}. Each figure is the mean time per call over "
                f"{args.seconds:g} s of calls after a warm-up; both sides ran in the same run. In process = the "
