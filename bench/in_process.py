@@ -1,18 +1,17 @@
 """The service's own computations called in process, without HTTP: the yardstick of "through HTTP / in process".
 
 The one place in bench/ that knows how the service builds a model's runtime and computes with it
-(service.runtime.ModelRuntime, service.likelihood.importance_sampled_loglik): when those become one scorer
-object per model, change this file alone.
+(service.runtime.ModelRuntime and the model's one scorer, service.scoring).
 """
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
 
 from modelrepo import load_manifest
 from modelrepo.importance import ImportanceEstimate
-from service.likelihood import importance_sampled_loglik
-from service.runtime import ModelRuntime, providers_for
+from service.runtime import ModelRuntime, RuntimeOptions, providers_for
 from service.settings import Settings
 
 
@@ -20,9 +19,10 @@ def load_runtime(folder: Path, settings: Settings, loglik_graph: str | None = No
                  precision: str | None = None) -> ModelRuntime:
     """The model version in `folder` as the service loads it under `settings` (its device, intra-op threads,
     scoring graph and precision); loglik_graph and precision override the settings' ones."""
-    manifest = load_manifest(folder)
-    return ModelRuntime(folder, manifest, providers_for(settings.device), settings.intra_op_threads,
-                        loglik_graph or settings.loglik_graph, precision or settings.loglik_precision)
+    options = RuntimeOptions.from_settings(settings, providers_for(settings.device))
+    options = dataclasses.replace(options, loglik_graph=loglik_graph or options.loglik_graph,
+                                  precision=precision or options.precision)
+    return ModelRuntime(folder, load_manifest(folder), options)
 
 
 def encode(runtime: ModelRuntime, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -31,7 +31,6 @@ def encode(runtime: ModelRuntime, x: np.ndarray) -> tuple[np.ndarray, np.ndarray
 
 
 def loglik(runtime: ModelRuntime, x: np.ndarray, k: int, seed: int, settings: Settings) -> ImportanceEstimate:
-    """The service's /loglik estimate of x (N, *data_shape) float32, sliced as the service slices it."""
-    on_cuda = runtime.scorer is not None and runtime.scorer.device == "cuda"
-    work_elements = settings.cuda_work_elements if on_cuda else settings.work_elements
-    return importance_sampled_loglik(runtime, x, k, seed, work_elements)
+    """The service's /loglik estimate of x (N, *data_shape) float32, sliced as the service slices it (the
+    scorer was built with the settings' slice widths)."""
+    return runtime.scorer.estimate(x, k, seed)
