@@ -11,6 +11,7 @@ Random numbers come from one kind of generator, np.random.default_rng(seed): the
 same draws, and the noise of k samples is a prefix of the noise of more.
 """
 
+import functools
 import math
 from collections.abc import Callable
 
@@ -28,9 +29,22 @@ def generator(seed: int | None) -> np.random.Generator:
     return np.random.default_rng(seed)
 
 
+NOISE_KEPT_VALUES = 1 << 16  # seeded draws up to this size are kept (64 of them at most: 32 MiB)
+
+
 def latent_noise(seed: int | None, count: int, latent_dim: int) -> np.ndarray:
-    """eps (count, L) standard normal; a prefix of a longer draw with the same seed."""
+    """eps (count, L) standard normal; a prefix of a longer draw with the same seed. Read-only when seeded
+    and small: those draws are kept, since seeding a generator costs more than a small model's run."""
+    if seed is not None and count * latent_dim <= NOISE_KEPT_VALUES:
+        return _kept_noise(seed, count, latent_dim)
     return generator(seed).standard_normal((count, latent_dim))
+
+
+@functools.lru_cache(maxsize=64)
+def _kept_noise(seed: int, count: int, latent_dim: int) -> np.ndarray:
+    noise = generator(seed).standard_normal((count, latent_dim))
+    noise.flags.writeable = False  # shared by every request with this seed
+    return noise
 
 
 def reparameterise(mu: np.ndarray, logvar: np.ndarray, eps: np.ndarray) -> np.ndarray:
