@@ -1,0 +1,47 @@
+"""GET /models and GET /models/{name} (service/routes/models.py), and the models shipped in models/."""
+
+import numpy as np
+
+from service.settings import PROJECT_ROOT
+from tests.service.handmade import LinearGaussian, affine_graph, write_model
+
+
+def test_models_lists_every_version_and_the_reason_a_version_failed(repository, make_client):
+    broken = write_model(repository, "broken", 1, (5,), 2, "gaussian", LinearGaussian().encoder, LinearGaussian().decoder)
+    (repository / "linear" / "3").mkdir()  # a version folder without a manifest
+    write_model(repository, "shape", 1, (5,), 3, "gaussian",  # encoder gives 2 latent dims, manifest says 3
+                affine_graph("x", (5,), {"mu": (np.zeros((5, 2)), np.zeros(2), ("n",)),
+                                         "logvar": (np.zeros((5, 2)), np.zeros(2), ("n",))}),
+                LinearGaussian().decoder)
+    assert broken.exists()
+    client = make_client(repository)
+    listing = client.get("/models").json()
+    by_name = {m["name"]: m for m in listing["models"]}
+    assert listing["default_model"] == "linear" and set(by_name) == {"bern1d", "broken", "linear", "shape"}
+    linear = by_name["linear"]
+    assert linear["default_version"] == 2
+    assert [v["ready"] for v in linear["versions"]] == [True, True, False]
+    assert "manifest.json: missing" in linear["versions"][2]["error"]
+    assert linear["versions"][0]["provider"] == "CPUExecutionProvider"
+    assert linear["versions"][0]["manifest"]["data_shape"] == [5]
+    assert "encoder.onnx output 'mu': axis 1 is 3, expected 2" in by_name["broken"]["versions"][0]["error"]
+    assert "expected [2, 3]" in by_name["shape"]["versions"][0]["error"]
+    assert client.get("/models/linear").json() == linear
+    assert client.get("/models/nothing").status_code == 404
+    failed = client.post("/encode", json={"model": "shape", "x": [[0] * 5]})
+    assert failed.status_code == 503 and "failed to load" in failed.json()["detail"]
+    ready = client.get("/health/ready").json()
+    assert ready["status"] == "ready" and "shape/1" in ready["failed"] and "linear/3" in ready["failed"]
+    assert client.post("/encode", json={"model": "linear", "x": [[0] * 5]}).status_code == 200  # others serve
+
+
+def test_shipped_models_serve_and_score_their_own_samples_sensibly(make_client):
+    client = make_client(PROJECT_ROOT / "models", default_model="digits")
+    assert client.get("/health/ready").json()["models"] == ["digits:1", "digits-binary:1"]
+    drawn = client.post("/sample", json={"model": "digits-binary", "n": 20, "seed": 0, "mode": "sample"}).json()
+    own = client.post("/loglik", json={"model": "digits-binary", "x": drawn["x"], "k": 200}).json()
+    noise = (np.random.default_rng(0).uniform(size=(20, 64)) < 0.5).astype(int).tolist()
+    other = client.post("/loglik", json={"model": "digits-binary", "x": noise, "k": 200}).json()
+    # Its own samples are far more likely than coin flips (64 log 2 = 44 nats is the coin flips' own model).
+    assert np.mean(own["loglik"]) > np.mean(other["loglik"]) + 20
+    assert client.post("/encode", json={"x": [[0.5] * 64]}).json()["model"] == "digits:1"
