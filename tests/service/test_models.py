@@ -7,13 +7,12 @@ from tests.service.handmade import LinearGaussian, affine_graph, write_model
 
 
 def test_models_lists_every_version_and_the_reason_a_version_failed(repository, make_client):
-    broken = write_model(repository, "broken", 1, (5,), 2, "gaussian", LinearGaussian().encoder, LinearGaussian().decoder)
+    write_model(repository, "broken", 1, (5,), 2, "gaussian", LinearGaussian().encoder, LinearGaussian().decoder)
     (repository / "linear" / "3").mkdir()  # a version folder without a manifest
     write_model(repository, "shape", 1, (5,), 3, "gaussian",  # encoder gives 2 latent dims, manifest says 3
                 affine_graph("x", (5,), {"mu": (np.zeros((5, 2)), np.zeros(2), ("n",)),
                                          "logvar": (np.zeros((5, 2)), np.zeros(2), ("n",))}),
                 LinearGaussian().decoder)
-    assert broken.exists()
     client = make_client(repository)
     listing = client.get("/models").json()
     by_name = {m["name"]: m for m in listing["models"]}
@@ -24,7 +23,13 @@ def test_models_lists_every_version_and_the_reason_a_version_failed(repository, 
     assert "manifest.json: missing" in linear["versions"][2]["error"]
     assert linear["versions"][0]["provider"] == "CPUExecutionProvider"
     assert linear["versions"][0]["manifest"]["data_shape"] == [5]
-    assert "encoder.onnx output 'mu': axis 1 is 3, expected 2" in by_name["broken"]["versions"][0]["error"]
+    broken = by_name["broken"]  # on disk, but its manifest disagrees with its encoder: listed, never served
+    assert broken["default_version"] is None and [v["ready"] for v in broken["versions"]] == [False]
+    broken_error = broken["versions"][0]["error"]
+    assert "encoder.onnx output 'mu': axis 1 is 3, expected 2" in broken_error
+    assert str(repository) not in broken_error  # named within the repository, not by the server's own paths
+    unusable = client.post("/encode", json={"model": "broken", "x": [[0] * 5]})
+    assert unusable.status_code == 503 and broken_error in unusable.json()["detail"]
     assert "expected [2, 3]" in by_name["shape"]["versions"][0]["error"]
     assert client.get("/models/linear").json() == linear
     assert client.get("/models/nothing").status_code == 404
