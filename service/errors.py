@@ -1,7 +1,16 @@
-"""Domain errors. Each carries its HTTP status; one handler in the app turns them into responses."""
+"""Domain errors. Each carries its HTTP status; service.routes.direct.error_reply turns them into the contract's
+JSON `{"detail": ...}`, for the direct lane and for FastAPI's exception handler (service.app) alike.
+
+Refusals made before any route runs are not these classes: the middleware answers them itself (body over
+VAE_MAX_BODY_BYTES 413, bodies in flight over VAE_MAX_INFLIGHT_BODY_BYTES 429, a bad X-Request-Timeout 400:
+service.middleware; API keys 401, Host 400: service.security; slow, long or oversized requests 408, 414, 431:
+service.protocol). Pydantic's field errors are 422 through service.routes.direct.validation_reply.
+"""
 
 
 class ServiceError(Exception):
+    """An error with its HTTP status (500 unless a subclass says otherwise) and a detail that says how to fix it."""
+
     status_code = 500
     headers: dict[str, str] | None = None
 
@@ -11,51 +20,68 @@ class ServiceError(Exception):
 
 
 class UnreadableBody(ServiceError):
-    """The body cannot be read at all: not JSON, not a .npy array, a media type the API does not take."""
+    """The body cannot be read at all: not valid JSON (service.routes.bodies); not a .npy array, a .npy array
+    whose dtype is not a plain number type, or one whose data is not the size its header promises
+    (service.payloads). A media type the call does not take is UnsupportedMediaType."""
 
     status_code = 400
 
 
 class UnsupportedMediaType(ServiceError):
+    """A content-type the call does not take: the data calls take application/json or application/x-npy,
+    /sample only JSON (service.routes.bodies)."""
+
     status_code = 415
 
 
 class InvalidInput(ServiceError):
-    """The request is well-formed JSON but its values cannot be used."""
+    """The body was read, but a value in it cannot be used: wrong shape, ragged, not numbers, JSON booleans,
+    NaN or infinity, Bernoulli data outside [0, 1] (service.inputs); a malformed model reference
+    (service.repository); a field given in both the query string and the body, or a body that is not a
+    JSON object (service.routes.bodies)."""
 
     status_code = 422
 
 
 class LimitExceeded(ServiceError):
-    """The request asks for more work than the service's limits allow."""
+    """The request asks for more than a per-request limit allows (VAE_MAX_BATCH, VAE_MAX_K,
+    VAE_MAX_LOGLIK_SAMPLES, VAE_MAX_ENCODE_SAMPLES, VAE_MAX_ENCODE_TOTAL_SAMPLES, VAE_MAX_SAMPLE_N); the detail
+    names the setting (service.inputs)."""
 
     status_code = 422
 
 
 class ModelNotFound(ServiceError):
+    """No model or version of that name in the repository, or no default model (service.repository), or
+    GET /models/{name} for a name it does not hold (service.routes.models)."""
+
     status_code = 404
 
 
 class ModelUnavailable(ServiceError):
-    """The model exists in the repository but failed to load."""
+    """The model (or the version asked for) is in the repository but failed to load; the detail carries the
+    reason (service.repository)."""
 
     status_code = 503
 
 
 class ModelRunFailed(ServiceError):
-    """The model's graph raised while running: the model's fault, not the client's."""
+    """The model's graph raised while running, or answered a batch with the wrong number of rows
+    (service.runtime; the fused scoring graph: service.scoring): the model's fault, not the client's.
+    Raised by the trial run at load, it keeps that version out of service instead."""
 
     status_code = 500
 
 
 class NonFiniteResult(ServiceError):
-    """The model produced NaN or infinity for this input: refused, never cached."""
+    """The model produced NaN or infinity for this input: refused, never cached (service.operations)."""
 
     status_code = 422
 
 
 class Overloaded(ServiceError):
-    """More work in flight than VAE_MAX_INFLIGHT_WORK (or request bodies than VAE_MAX_INFLIGHT_BODY_BYTES)."""
+    """More work in flight than VAE_MAX_INFLIGHT_WORK (service.admission); the answer says when to retry
+    (Retry-After). Request bodies over VAE_MAX_INFLIGHT_BODY_BYTES get their 429 from service.middleware."""
 
     status_code = 429
 
@@ -65,24 +91,28 @@ class Overloaded(ServiceError):
 
 
 class DeadlineExceeded(ServiceError):
-    """The request's deadline passed before its work was done; the work was stopped."""
+    """The request's deadline (VAE_REQUEST_TIMEOUT_S, or X-Request-Timeout) passed before its work was done;
+    the work was stopped (service.budget between slices, service.operations for work in a worker thread)."""
 
     status_code = 503
 
 
 class RepositoryUnreadable(ServiceError):
-    """The model repository folder cannot be read now; what was loaded before keeps serving."""
+    """The model repository folder cannot be read now (service.repository): POST /admin/reload answers 503,
+    the background poller (service.reload) logs it and tries again; what was loaded before keeps serving."""
 
     status_code = 503
 
 
 class RequestCancelled(ServiceError):
-    """The client went away; nobody reads the answer (499 in the metrics, as nginx counts it)."""
+    """The client went away and its work was stopped (service.budget); nobody reads the answer, and the
+    metrics count it with status 499, as nginx does."""
 
     status_code = 499
 
 
 class AdminActionsDisabled(ServiceError):
-    """An admin action on a service without API keys: anyone could call it, so nobody may."""
+    """POST /admin/reload on a service without API keys (VAE_API_KEYS): anyone could call it, so nobody may
+    (service.routes.admin)."""
 
     status_code = 403
