@@ -3,6 +3,7 @@
 It orchestrates and does no math: the model's math is modelrepo.likelihood (reached through model.runtime's
 prior and likelihood), and /loglik asks the model's one scorer (model.runtime.scorer, service.scoring)."""
 
+import math
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
@@ -32,7 +33,15 @@ class VaeService:
         self.provider = provider  # the ONNX Runtime execution provider the sessions were asked to use
         self.compute_slots = CapacityLimiter(settings.compute_slots)  # bounds threads and memory in use
         self.admission = AdmissionControl(settings.max_inflight_work)  # bounds work admitted: past it, 429
-        self.batching = settings.batching == "on" or (settings.batching == "auto" and provider == CUDA)
+        # Requests whose work (values touched) is at most this are coalesced (dynamic batching): every one when
+        # VAE_BATCHING=on or, with auto, on CUDA; with auto on the CPU, those small enough to run on the event
+        # loop, whose per-call costs one run amortises (larger ones run alone, each within its own deadline).
+        if settings.batching == "off":
+            self.coalesce_up_to = -1
+        elif settings.batching == "on" or provider == CUDA:
+            self.coalesce_up_to = math.inf
+        else:
+            self.coalesce_up_to = settings.inline_work_elements
         self.batcher = DynamicBatcher(
             settings.batch_max_points, settings.batch_wait_ms / 1000, settings.inline_work_elements,
             lambda function: to_thread.run_sync(function, limiter=self.compute_slots),
@@ -119,7 +128,7 @@ class VaeService:
         check_limit(len(batch) * k, self.settings.max_loglik_samples, "points x k", "VAE_MAX_LOGLIK_SAMPLES")
 
         # A run of coalesced requests serves several clients: it is not stopped for one of them.
-        checkpoint = None if self.batching else budget().check
+        checkpoint = None if len(batch) * k * model.data_size <= self.coalesce_up_to else budget().check
 
         def score(rows: np.ndarray) -> Outputs:
             estimate = model.runtime.scorer.estimate(rows, k, seed, checkpoint)
@@ -161,8 +170,9 @@ class VaeService:
 
     async def _run_rows(self, model: LoadedModel, run: tuple, function: Callable[[np.ndarray], Outputs],
                         rows: np.ndarray, work_per_row: int) -> Outputs:
-        """function(rows), coalesced with concurrent requests for the same (model, run) when batching is on."""
-        if not self.batching:
+        """function(rows), coalesced with concurrent requests for the same (model, run) when its work is small
+        enough (coalesce_up_to)."""
+        if len(rows) * work_per_row > self.coalesce_up_to:
             return await self._execute(lambda: function(rows), len(rows) * work_per_row)
         return await self.batcher.submit((model.ref, model.digest, *run), run[0], rows, function, work_per_row)
 

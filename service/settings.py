@@ -75,9 +75,11 @@ class Settings(BaseSettings):
         65536, ge=0, description="Computations over at most this many values run on the event loop (a thread "
         "hop costs more than they do); larger ones go to a worker thread.")
     batching: Literal["auto", "on", "off"] = Field(
-        "auto", description="Coalesce concurrent requests for the same model run into one. auto: on with CUDA, "
-        "where a run's launch costs far more than a row; off on the CPU, where waiting costs a small model more "
-        "than it saves (docs/BENCHMARKS.md).")
+        "auto", description="Coalesce concurrent requests for the same model run into one, results identical to "
+        "unbatched. auto: with CUDA every request (a run's launch costs far more than a row); on the CPU the "
+        "requests small enough to run on the event loop (VAE_INLINE_WORK_ELEMENTS values), whose per-call costs "
+        "one run amortises, while larger ones run alone, each stopped at its own deadline (docs/BENCHMARKS.md). "
+        "on: every request (a coalesced run is not stopped for one client's deadline); off: none.")
     batch_wait_ms: float = Field(
         0.0, ge=0, le=1000, description="How long a request waits for others to join its run; 0: only those that "
         "arrive while the event loop is busy join, so an idle service adds no delay.")
