@@ -275,13 +275,17 @@ def test_the_batcher_splits_each_output_back_to_its_request(inline_work):
         np.testing.assert_allclose(squares, [float(row @ row) for row in x], rtol=1e-12)
 
 
-def test_auto_coalesces_on_cuda_and_not_on_the_cpu(repository, make_client):
-    client = make_client(repository, device="cpu")  # batching "auto", the default
+def test_auto_coalesces_small_requests_on_the_cpu_and_every_request_on_cuda(repository, make_client):
+    # On the CPU, requests small enough to run on the event loop (VAE_INLINE_WORK_ELEMENTS values: here 10, two
+    # points of 5) are coalesced; a larger one runs alone, in a worker thread, within its own deadline.
+    client = make_client(repository, device="cpu", inline_work_elements=10)  # batching "auto", the default
     service = client.app.state.service
     runs = spy_runs(service, 1, "encode")
-    batches = distinct_batches([1, 2, 1], width=5, seed=9)
+    batches = distinct_batches([1, 3, 1], width=5, seed=9)
     answers = concurrently(client, *(lambda x=x: service.encode("linear:1", x.tolist(), 0, None) for x in batches))
-    assert [len(rows) for rows in runs] == [1, 2, 1] and runs_of(service, "encoder") == (0, 0)  # each alone
+    assert sorted(len(rows) for rows in runs) == [2, 3] and runs_of(service, "encoder") == (1, 2)
+    coalesced = next(rows for rows in runs if len(rows) == 2)
+    assert np.array_equal(coalesced, rows_of(batches[0], batches[2]))
     for x, (_, result) in zip(batches, answers):
         assert_encoded(result, x, 1)
 
@@ -289,6 +293,6 @@ def test_auto_coalesces_on_cuda_and_not_on_the_cpu(repository, make_client):
     batches = distinct_batches([1, 2, 1], width=5, seed=10)  # not cached
     on_cuda = VaeService(service.repository, service.cache, service.settings, service.metrics, CUDA)
     answers = concurrently(client, *(lambda x=x: on_cuda.encode("linear:1", x.tolist(), 0, None) for x in batches))
-    assert len(runs) == 1 and np.array_equal(runs[0], rows_of(*batches)) and runs_of(service, "encoder") == (1, 3)
+    assert len(runs) == 1 and np.array_equal(runs[0], rows_of(*batches)) and runs_of(service, "encoder") == (2, 5)
     for x, (_, result) in zip(batches, answers):
         assert_encoded(result, x, 1)
