@@ -30,6 +30,7 @@ class Checkpoint:
     best_score: float
     best_epoch: int
     history: list[dict[str, float]] = field(default_factory=list)
+    objective_state: dict[str, float] = field(default_factory=dict)  # e.g. the score function's baseline
     finished: bool = False
 
     def best_model(self) -> VAE:

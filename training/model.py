@@ -7,7 +7,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from training.config import ModelConfig
-from training.likelihoods import bernoulli_log_prob, gaussian_log_prob
+from training.likelihoods import (
+    bernoulli_log_prob,
+    bernoulli_log_prob_table,
+    gaussian_log_prob,
+    gaussian_log_prob_table,
+)
+from training.priors import build_prior
 
 ACTIVATIONS = {"relu": nn.ReLU, "elu": nn.ELU, "silu": nn.SiLU}
 
@@ -23,9 +29,11 @@ def mlp(sizes: list[int], activation: str) -> nn.Sequential:
 
 
 class VAE(nn.Module):
-    """q(z|x) = N(mu, diag(exp(logvar))), p(z) = N(0, I), p(x|z) Bernoulli or Gaussian per element.
+    """q(z|x) = N(mu, diag(exp(logvar))), p(z) = N(0, I) or a learned mixture, p(x|z) Bernoulli or Gaussian
+    per element; or, with categorical latents, q(z|x) = prod_g Cat(softmax(logits_g)) under a uniform p(z).
 
-    The module works on flat data x (N, D); the exported graphs reshape to and from data_shape.
+    The module works on flat data x (N, D) and flat z (..., L); the exported graphs reshape to and from
+    data_shape (and [G, C] for categorical z).
     """
 
     def __init__(self, config: ModelConfig):
@@ -33,11 +41,13 @@ class VAE(nn.Module):
         self.config = config
         data_dim, latent = math.prod(config.data_shape), config.latent_dim
         hidden = list(config.hidden)
-        self.encoder = mlp([data_dim, *hidden, 2 * latent], config.activation)
+        encoder_outputs = latent if config.latent == "categorical" else 2 * latent  # logits, or mu and logvar
+        self.encoder = mlp([data_dim, *hidden, encoder_outputs], config.activation)
         heads = 2 if config.likelihood == "gaussian" and config.gaussian_variance == "conditional" else 1
         self.decoder = mlp([latent, *reversed(hidden), heads * data_dim], config.activation)
         if config.likelihood == "gaussian" and config.gaussian_variance == "per_output":
             self.output_logvar = nn.Parameter(torch.zeros(data_dim))
+        self.prior = build_prior(config.prior, config.prior_components, latent)
 
     @property
     def data_dim(self) -> int:
@@ -47,6 +57,14 @@ class VAE(nn.Module):
         """x (N, D) -> mu (N, L), logvar (N, L)."""
         mu, logvar = self.encoder(x).chunk(2, dim=-1)
         return mu, logvar
+
+    def posterior(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """The parameters of q(z|x): (mu, logvar), or (logits,) for categorical latents."""
+        return (self.encode_logits(x),) if self.config.latent == "categorical" else self.encode(x)
+
+    def encode_logits(self, x: torch.Tensor) -> torch.Tensor:
+        """Categorical latents: x (N, D) -> logits (N, G, C)."""
+        return self.encoder(x).unflatten(-1, (self.config.groups, self.config.categories))
 
     def decode(self, z: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """z (..., L) -> (logits,) for Bernoulli or (mean, logvar) for Gaussian, each (..., D)."""
@@ -66,3 +84,10 @@ class VAE(nn.Module):
         if self.config.likelihood == "bernoulli":
             return bernoulli_log_prob(x, *params)
         return gaussian_log_prob(x, *params)
+
+    def log_px_given_z_table(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """log p(x_n | z_m) for every pair: x (N, D), z (M, L) -> (N, M); the decoder runs once per z."""
+        params = self.decode(z)
+        if self.config.likelihood == "bernoulli":
+            return bernoulli_log_prob_table(x, *params)
+        return gaussian_log_prob_table(x, *params)
