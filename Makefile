@@ -35,6 +35,8 @@ test: $(DEV_STAMP)
 models: $(DEV_STAMP)
 	$(PY) -m training build --preset digits --repository models --force
 	$(PY) -m training build --preset digits-binary --repository models --force
+	$(PY) -m training build --preset digits-mog --repository models --force
+	$(PY) -m training build --preset digits-binary-discrete --repository models --force
 	$(PY) -m training report --repository models --output docs/RESULTS.md --readme README.md
 
 # Regenerate openapi/openapi.json from the app.

@@ -1,4 +1,4 @@
-"""Command line: train, evaluate, export, baselines, build (all of them in a row), report."""
+"""Command line: train, evaluate, export, baselines, build (all of them in a row), report, compare-estimators."""
 
 import argparse
 import dataclasses
@@ -18,6 +18,14 @@ def _ints(text: str) -> tuple[int, ...]:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
 
 
+def _yes_no(text: str) -> bool:
+    if text.lower() in ("yes", "true", "1"):
+        return True
+    if text.lower() in ("no", "false", "0"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected yes or no, got {text!r}")
+
+
 MODEL_FLAGS = {  # flag -> (ModelConfig field, type, help)
     "--data-shape": ("data_shape", _ints, "shape of one data point, e.g. 1,8,8 (files: reshapes each row)"),
     "--latent-dim": ("latent_dim", int, "latent dimensions"),
@@ -25,6 +33,11 @@ MODEL_FLAGS = {  # flag -> (ModelConfig field, type, help)
     "--activation": ("activation", str, "relu, elu or silu"),
     "--likelihood": ("likelihood", str, "bernoulli or gaussian"),
     "--gaussian-variance": ("gaussian_variance", str, "conditional (a function of z) or per_output"),
+    "--prior": ("prior", str, "standard_normal or mixture_of_gaussians (learned with the model)"),
+    "--prior-components": ("prior_components", int, "components of a mixture_of_gaussians prior"),
+    "--latent": ("latent", str, "gaussian, or categorical (--groups one-hot vectors of --categories)"),
+    "--groups": ("groups", int, "categorical latents: independent one-hot groups"),
+    "--categories": ("categories", int, "categorical latents: categories per group"),
 }
 TRAIN_FLAGS = {
     "--epochs": ("epochs", int, "epochs of training"),
@@ -41,6 +54,11 @@ TRAIN_FLAGS = {
     "--val-fraction": ("val_fraction", float, "share of the training rows held out to pick the checkpoint"),
     "--eval-every": ("eval_every", int, "epochs between validation scores"),
     "--patience": ("patience", int, "stop after this many validation scores without gain (0: never)"),
+    "--estimator": ("estimator", str, "categorical latents: exact, score_function or gumbel_softmax"),
+    "--baseline-decay": ("baseline_decay", float, "score function: decay of the moving-average baseline"),
+    "--temperature-start": ("temperature_start", float, "Gumbel-softmax temperature at the first epoch"),
+    "--temperature-end": ("temperature_end", float, "Gumbel-softmax temperature at the last epoch"),
+    "--straight-through": ("straight_through", _yes_no, "Gumbel-softmax: one-hot forward pass (yes or no)"),
 }
 
 
@@ -127,6 +145,12 @@ def cmd_report(args: argparse.Namespace) -> None:
     print(write_report(Path(args.repository), Path(args.output), Path(args.readme) if args.readme else None))
 
 
+def cmd_compare_estimators(args: argparse.Namespace) -> None:
+    from training.compare import write_comparison
+
+    print(write_comparison(Path(args.output), args.epochs, args.draws))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m training", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -174,6 +198,14 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--output", default="docs/RESULTS.md")
     report.add_argument("--readme", help="also refresh the table between the results markers in this file")
     report.set_defaults(handler=cmd_report)
+
+    compare = commands.add_parser("compare-estimators",
+                                  help="the categorical latents' estimators on digits-binary: log p(x), ELBO, "
+                                       "gradient variance, time per epoch")
+    compare.add_argument("--epochs", type=int, default=100, help="training epochs per estimator")
+    compare.add_argument("--draws", type=int, default=200, help="gradient draws for the variance")
+    compare.add_argument("--output", default="docs/ESTIMATORS.md")
+    compare.set_defaults(handler=cmd_compare_estimators)
     return parser
 
 
