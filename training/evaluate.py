@@ -37,7 +37,7 @@ def evaluate(
     n, data_dim = flat.shape
     loglik, stderr = estimate.loglik, estimate.stderr
     return {
-        "k": k,
+        "k": k if method == "importance" else model.config.categories**model.config.groups,  # terms summed
         "method": method,
         "n_test": n,
         "test_loglik": float(loglik.mean()),
