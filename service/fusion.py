@@ -18,7 +18,14 @@ from onnx import TensorProto, helper, numpy_helper, version_converter
 from onnx.compose import add_prefix
 
 from modelrepo import Manifest
-from modelrepo.contract import DECODER_INPUT, DECODER_OUTPUTS, ENCODER_INPUT, ENCODER_OUTPUTS
+from modelrepo.contract import (
+    DECODER_INPUT,
+    DECODER_OUTPUTS,
+    ENCODER_INPUT,
+    ENCODER_OUTPUTS,
+    GAUSSIAN_LATENT,
+    STANDARD_NORMAL,
+)
 
 MIN_OPSET = 13  # Unsqueeze and ReduceSum take axes as an input from here on
 DATA_INPUT, NOISE_INPUT = "x", "eps"
@@ -31,7 +38,11 @@ class FusionError(ValueError):
 
 def build_scoring_model(manifest: Manifest, encoder: onnx.ModelProto, decoder: onnx.ModelProto,
                         precision: str = "fp32") -> onnx.ModelProto:
-    """The fused graph for `manifest`'s model; precision fp16 runs the decoder's arithmetic in float16."""
+    """The fused graph for `manifest`'s model; precision fp16 runs the decoder's arithmetic in float16.
+    Gaussian latents with a standard-normal prior only: FusionError for any other."""
+    if manifest.latent.type != GAUSSIAN_LATENT or manifest.prior.type != STANDARD_NORMAL:
+        raise FusionError(f"it serves Gaussian latents with a {STANDARD_NORMAL} prior, and this model has "
+                          f"{manifest.latent.type} latents with a {manifest.prior.type} prior")
     opset = max(MIN_OPSET, _default_opset(encoder), _default_opset(decoder))
     encoder, decoder = (_at_opset(m, opset) for m in (encoder, decoder))
     if precision == "fp16":
