@@ -14,8 +14,18 @@ from collections.abc import Callable
 
 import numpy as np
 
-from modelrepo.importance import ImportanceEstimate, LogMeanExpAccumulator
-from modelrepo.likelihood import Categorical, Likelihood, Params, generator, log_softmax, log_sum_exp, one_hot, slicing
+from modelrepo.importance import ImportanceEstimate
+from modelrepo.likelihood import (
+    Categorical,
+    Likelihood,
+    Params,
+    estimate_in_slices,
+    generator,
+    log_softmax,
+    log_sum_exp,
+    one_hot,
+    slicing,
+)
 
 Encode = Callable[[np.ndarray], tuple[np.ndarray]]  # x (n, *data_shape) f32 -> (logits (n, G, C),)
 Decode = Callable[[np.ndarray], Params]  # z (m, G, C) f32 -> params, each (m, *data_shape)
@@ -92,21 +102,14 @@ def categorical_importance_loglik(encode: Encode, decode: Decode, likelihood: Li
     (logits,) = encode(x)
     log_q = log_softmax(logits)  # (N, G, C)
     flat_x = x.reshape(n, 1, data_dim).astype(np.float64)  # (N, 1, D)
-    block, chunk = slicing(n, k, data_dim, groups * categories, work_elements)
-    results = []
-    for first in range(0, n, block):
-        rows = slice(first, min(first + block, n))
-        b = rows.stop - rows.start
-        accumulator = LogMeanExpAccumulator(b)
-        for start in range(0, k, chunk):
-            if checkpoint is not None:
-                checkpoint()
-            index = draw_categories(log_q[rows], uniforms[start : start + chunk])  # (b, c, G)
-            c = index.shape[1]
-            z = one_hot(index, categories)  # (b, c, G, C)
-            params = decode(z.reshape(b * c, groups, categories))
-            params = {name: value.reshape(b, c, data_dim) for name, value in params.items()}  # each (b, c, D)
-            log_w = likelihood.log_density(flat_x[rows], params) + prior.log_density(z) - _log_q_of(log_q[rows], index)
-            accumulator.add(log_w)  # (b, c)
-        results.append(accumulator.result())
-    return ImportanceEstimate.concatenate(results)
+
+    def log_weights(rows: slice, samples: slice) -> np.ndarray:  # (b, c)
+        index = draw_categories(log_q[rows], uniforms[samples])  # (b, c, G)
+        b, c = index.shape[:2]
+        z = one_hot(index, categories)  # (b, c, G, C)
+        params = decode(z.reshape(b * c, groups, categories))
+        params = {name: value.reshape(b, c, data_dim) for name, value in params.items()}  # each (b, c, D)
+        return likelihood.log_density(flat_x[rows], params) + prior.log_density(z) - _log_q_of(log_q[rows], index)
+
+    block_and_chunk = slicing(n, k, data_dim, groups * categories, work_elements)
+    return estimate_in_slices(n, k, block_and_chunk, log_weights, checkpoint)

@@ -273,22 +273,32 @@ def importance_sampled_loglik(
     # -log q(z|x) = 0.5 sum(logvar) + 0.5 sum(eps^2), less its L/2 log 2 pi (see the priors)
     half_logvar = 0.5 * logvar.sum(-1)  # (N,)
     half_eps_sq = 0.5 * (eps**2).sum(-1)  # (K,)
-    block, chunk = slicing(n, k, data_dim, latent_dim, work_elements)
     flat_x = x.reshape(n, 1, data_dim).astype(np.float64)  # (N, 1, D)
+
+    def log_weights(rows: slice, samples: slice) -> np.ndarray:  # (b, c)
+        b, c = rows.stop - rows.start, samples.stop - samples.start
+        z = reparameterise(mu[rows], logvar[rows], eps[samples])  # (b, c, L)
+        params = decode(z.reshape(b * c, latent_dim).astype(np.float32))
+        params = {name: value.reshape(b, c, data_dim) for name, value in params.items()}  # each (b, c, D)
+        log_prior_ratio = prior.log_density_less_2pi(z) + half_logvar[rows, None] + half_eps_sq[None, samples]
+        return likelihood.log_density(flat_x[rows], params) + log_prior_ratio
+
+    return estimate_in_slices(n, k, slicing(n, k, data_dim, latent_dim, work_elements), log_weights, checkpoint)
+
+
+def estimate_in_slices(n: int, k: int, block_and_chunk: tuple[int, int],
+                       log_weights: Callable[[slice, slice], np.ndarray],
+                       checkpoint: Callable[[], None] | None = None) -> ImportanceEstimate:
+    """The contract's estimate for N points from k log-weights each, computed a block of points by a chunk of
+    samples at a time (`slicing`): log_weights(rows, samples) -> (b, c). checkpoint() runs before every slice."""
+    block, chunk = block_and_chunk
     results = []
     for start in range(0, n, block):
         rows = slice(start, min(start + block, n))
-        b = rows.stop - rows.start
-        accumulator = LogMeanExpAccumulator(b)
-        for s in range(0, k, chunk):
+        accumulator = LogMeanExpAccumulator(rows.stop - rows.start)
+        for first in range(0, k, chunk):
             if checkpoint is not None:
                 checkpoint()
-            e = eps[s : s + chunk]  # (c, L)
-            c = len(e)
-            z = reparameterise(mu[rows], logvar[rows], e)  # (b, c, L)
-            params = decode(z.reshape(b * c, latent_dim).astype(np.float32))
-            params = {name: value.reshape(b, c, data_dim) for name, value in params.items()}  # each (b, c, D)
-            log_prior_ratio = prior.log_density_less_2pi(z) + half_logvar[rows, None] + half_eps_sq[None, s : s + c]
-            accumulator.add(likelihood.log_density(flat_x[rows], params) + log_prior_ratio)  # (b, c)
+            accumulator.add(log_weights(rows, slice(first, min(first + chunk, k))))
         results.append(accumulator.result())
     return ImportanceEstimate.concatenate(results)

@@ -76,20 +76,22 @@ class CategoricalLatent(BaseModel):
 Latent = Annotated[GaussianLatent | CategoricalLatent, Field(discriminator="type")]
 
 
-class StandardNormalPrior(BaseModel):
-    """p(z) = N(0, I)."""
-
+class _PriorKeys(BaseModel):
     model_config = ConfigDict(extra="allow")
-    type: Literal[STANDARD_NORMAL]
 
     def check_shapes(self, manifest: "Manifest") -> None:
-        pass
+        """Raise ValueError, naming the key and the fix, when a parameter's shape disagrees with the latents."""
 
 
-class MixtureOfGaussiansPrior(BaseModel):
+class StandardNormalPrior(_PriorKeys):
+    """p(z) = N(0, I)."""
+
+    type: Literal[STANDARD_NORMAL]
+
+
+class MixtureOfGaussiansPrior(_PriorKeys):
     """p(z) = sum_c softmax(logits)_c N(z; mean_c, diag exp(logvar_c)), C components over latent_dim."""
 
-    model_config = ConfigDict(extra="allow")
     type: Literal[MIXTURE_OF_GAUSSIANS]
     logits: list[FiniteFloat] = Field(min_length=1)
     mean: list[list[FiniteFloat]]
@@ -103,20 +105,15 @@ class MixtureOfGaussiansPrior(BaseModel):
                          "numbers")
 
 
-class UniformCategoricalPrior(BaseModel):
+class UniformCategoricalPrior(_PriorKeys):
     """p(z) uniform over the C^G one-hot configurations."""
 
-    model_config = ConfigDict(extra="allow")
     type: Literal[UNIFORM_CATEGORICAL]
 
-    def check_shapes(self, manifest: "Manifest") -> None:
-        pass
 
-
-class CategoricalPrior(BaseModel):
+class CategoricalPrior(_PriorKeys):
     """p(z) = prod_g Cat(z_g; softmax(logits_g))."""
 
-    model_config = ConfigDict(extra="allow")
     type: Literal[CATEGORICAL_PRIOR]
     logits: list[list[FiniteFloat]]
 

@@ -114,3 +114,26 @@ def test_importance_sampling_over_categories_converges_to_the_exact_sum():
     alone = categorical_importance_loglik(encode, decode, BERNOULLI, prior, POINTS[2:3], category_noise(3, 20_000, 2),
                                           1 << 22)
     assert alone.loglik[0] == pytest.approx(estimate.loglik[2], rel=1e-12)
+
+
+def test_the_gaussian_estimator_uses_the_models_prior():
+    from modelrepo.likelihood import StandardNormal, importance_sampled_loglik, latent_noise
+    from tests.service.handmade import LinearGaussian
+
+    model, gaussian = LinearGaussian(proposal_widen=2.0), likelihood_for("gaussian")
+    x = np.random.default_rng(5).standard_normal((3, 5))
+    eps = latent_noise(1, 500, 3)
+
+    def estimate(prior):
+        return importance_sampled_loglik(model.encode, model.decode, gaussian, prior, x, eps, 1 << 22)
+
+    # A one-component mixture at N(0, I) is the standard normal; a shifted one moves every log-weight by
+    # log N(z; m, I) - log N(z; 0, I) = m.z - |m|^2 / 2, whose effect on the estimate is checked in closed form.
+    standard = estimate(StandardNormal(3))
+    np.testing.assert_allclose(estimate(MixtureOfGaussians([0.0], np.zeros((1, 3)), np.zeros((1, 3)))).loglik,
+                               standard.loglik, rtol=1e-13)
+    shift = np.array([0.5, -0.25, 0.0])
+    shifted = estimate(MixtureOfGaussians([0.0], shift[None], np.zeros((1, 3)))).elbo
+    mu, logvar = model.encode(x)
+    z = mu[:, None] + np.exp(0.5 * logvar)[:, None] * eps  # (N, K, L)
+    np.testing.assert_allclose(shifted - standard.elbo, (z @ shift - shift @ shift / 2).mean(1), rtol=1e-10)
