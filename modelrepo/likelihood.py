@@ -114,7 +114,7 @@ class MixtureOfGaussians:
         self.latent_dim = self.mean.shape[1]
         self.precision = np.exp(-self.logvar)  # (C, L)
         # The parts of each component's log-density that do not depend on z: (C,)
-        self._constant = self.log_weights - 0.5 * (self.logvar.sum(1) + (self.mean**2 * self.precision).sum(1))
+        self.log_constant = self.log_weights - 0.5 * (self.logvar.sum(1) + (self.mean**2 * self.precision).sum(1))
 
     def sample(self, rng: np.random.Generator, n: int, temperature: float = 1.0) -> np.ndarray:
         """z (n, L) float64: c ~ softmax(logits), then z = mean_c + temperature * exp(logvar_c / 2) * eps."""
@@ -129,7 +129,7 @@ class MixtureOfGaussians:
         into two matrix products so that no (..., C, L) array is formed."""
         z = np.asarray(z, np.float64)
         quadratic = (z**2) @ self.precision.T - 2.0 * z @ (self.mean * self.precision).T  # (..., C)
-        return log_sum_exp(self._constant - 0.5 * quadratic, axis=-1)
+        return log_sum_exp(self.log_constant - 0.5 * quadratic, axis=-1)
 
     def log_density(self, z: np.ndarray) -> np.ndarray:
         """z (..., L) -> log p(z) (...)."""

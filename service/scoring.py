@@ -8,8 +8,7 @@
 
 build_scorer picks one from the settings (VAE_LOGLIK_GRAPH, VAE_LOGLIK_PRECISION) and fixes its slice width
 (VAE_WORK_ELEMENTS, or VAE_CUDA_WORK_ELEMENTS for the fused graph on CUDA). A model whose graphs cannot be
-fused (categorical latents, a prior other than the standard normal), or whose fused graph fails its first run,
-gets a separate scorer and the reason in its description. All answer the same questions: plan(k) (the method
+fused (categorical latents), or whose fused graph fails its first run, gets a separate scorer and the reason in its description. All answer the same questions: plan(k) (the method
 and the number of terms), estimate(x, k, seed, checkpoint); description (GET /models); numerics (what the
 cache identity needs besides the files); device.
 """
