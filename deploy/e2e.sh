@@ -142,6 +142,9 @@ check "$encoded" 'r["model"] == "digits-binary:1" and len(r["mu"]) == 1 and len(
   "POST /encode"
 sampled=$(call POST /sample '{"model": "digits", "n": 3, "seed": 1}')
 check "$sampled" 'r["model"] == "digits:1" and len(r["x"]) == 3 and len(r["x"][0]) == 64 and len(r["z"]) == 3' "POST /sample"
+# k = 300: over VAE_CACHE_MIN_WORK (256 rows), so this answer is cached (the single-point /encode is not)
+scored=$(call POST /loglik "{\"model\": \"digits-binary\", \"x\": [[$POINT]], \"k\": 300, \"seed\": 7}")
+check "$scored" 'r["model"] == "digits-binary:1" and r["k"] == 300 and len(r["loglik"]) == 1' "POST /loglik"
 keys_before=$(redis_keys)
 first=$(call GET "/loglik?model=digits-binary&k=500&seed=3&x=$POINT")
 keys_after=$(redis_keys)
@@ -149,11 +152,11 @@ second=$(call GET "/loglik?model=digits-binary&k=500&seed=3&x=$POINT")
 keys_again=$(redis_keys)
 check "$first" 'r["model"] == "digits-binary:1" and math.isfinite(r["loglik"]) and r["loglik"] < 0' "GET /loglik"
 [ "$first" = "$second" ] || fail "GET /loglik twice gave different answers: $first / $second"
-[ "$keys_before" -gt "$keys_start" ] || fail "POST /encode and /sample with a seed left no vae:* key in the compose Redis"
+[ "$keys_before" -gt "$keys_start" ] || fail "POST /loglik with k = 300 left no vae:* key in the compose Redis"
 [ "$keys_after" -eq $((keys_before + 1)) ] || fail "GET /loglik left $((keys_after - keys_before)) new vae:* keys in the compose Redis, not 1"
 [ "$keys_again" -eq "$keys_after" ] || fail "the second GET /loglik was not answered from the compose Redis"
 phase_done "requests" "$(since "$start")"
-log "vae:* keys in the compose Redis: $keys_start at the start, $keys_before after /encode and /sample, $keys_after after /loglik, $keys_again after it again"
+log "vae:* keys in the compose Redis: $keys_start at the start, $keys_before after /encode, /sample and POST /loglik, $keys_after after /loglik, $keys_again after it again"
 
 # --- stop: SIGTERM to PID 1, drained, exit code 0 -------------------------------------------------------
 start=$(now)
@@ -206,7 +209,7 @@ image is an NVIDIA CUDA 13.0 + cuDNN 9 runtime (Ubuntu 24.04) with \`onnxruntime
 built for that CUDA; the host needs an NVIDIA driver >= 580), no torch. It runs \`python -m service\` as
 PID 1, as the user \`vae\`, with a read-only root (tmpfs on /tmp); \`docker compose stop\` sends SIGTERM
 and the server drains and exits 0 (\`stop_grace_period\` 30 s). CI runs \`bash deploy/e2e.sh\` after
-\`make test\`: it builds the image, brings the stack up with the CPU override, calls POST /encode, POST /sample
+\`make test\`: it builds the image, brings the stack up with the CPU override, calls POST /encode, POST /sample, POST /loglik
 and GET /loglik (twice, identical) through the container, checks the keys in the compose Redis, stops the
 stack, checks exit code 0, then rebuilds after a change under service/ and checks the dependency layer
 came from the cache.

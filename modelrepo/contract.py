@@ -17,12 +17,26 @@ REFERENCE_PATTERN = rf"^{MODEL_NAME}(:{MODEL_VERSION})?$"  # how a request names
 
 # The graphs' inputs and outputs, batch axis first.
 ENCODER_INPUT = "x"  # [batch, *data_shape]
-ENCODER_OUTPUTS = ("mu", "logvar")  # each [batch, latent_dim]
-DECODER_INPUT = "z"  # [batch, latent_dim]
+ENCODER_OUTPUTS = ("mu", "logvar")  # Gaussian latents: each [batch, latent_dim]
+ENCODER_LOGITS = "logits"  # categorical latents: [batch, groups, categories]
+DECODER_INPUT = "z"  # [batch, latent_dim]; categorical latents: [batch, groups, categories]
 DECODER_OUTPUTS = {  # likelihood type -> the decoder's outputs, each [batch, *data_shape]
     "bernoulli": ("logits",),
     "gaussian": ("mean", "logvar"),
 }
 LIKELIHOODS = tuple(DECODER_OUTPUTS)
+
+# manifest "latent" (optional; a missing one means Gaussian latents) and "prior" types. Each latent type takes
+# its own priors; the first is what a missing "prior" means.
+GAUSSIAN_LATENT = "gaussian"
+CATEGORICAL_LATENT = "categorical"
 STANDARD_NORMAL = "standard_normal"
-PRIORS = (STANDARD_NORMAL,)
+MIXTURE_OF_GAUSSIANS = "mixture_of_gaussians"
+UNIFORM_CATEGORICAL = "uniform_categorical"
+CATEGORICAL_PRIOR = "categorical"
+PRIORS_OF_LATENT = {
+    GAUSSIAN_LATENT: (STANDARD_NORMAL, MIXTURE_OF_GAUSSIANS),
+    CATEGORICAL_LATENT: (UNIFORM_CATEGORICAL, CATEGORICAL_PRIOR),
+}
+LATENTS = tuple(PRIORS_OF_LATENT)
+PRIORS = tuple(prior for priors in PRIORS_OF_LATENT.values() for prior in priors)

@@ -6,8 +6,8 @@ from pathlib import Path
 import onnx
 from onnx.external_data_helper import uses_external_data
 
-from modelrepo.contract import DECODER_INPUT, DECODER_OUTPUTS, ENCODER_INPUT, ENCODER_OUTPUTS, FORMAT
-from modelrepo.manifest import Manifest
+from modelrepo.contract import DECODER_INPUT, DECODER_OUTPUTS, ENCODER_INPUT, FORMAT
+from modelrepo.manifest import Manifest, encoder_outputs
 
 FLOAT = onnx.TensorProto.FLOAT
 
@@ -17,10 +17,11 @@ class GraphContractError(ValueError):
 
 
 def expected_io(manifest: Manifest) -> dict[str, tuple[dict[str, list[int]], dict[str, list[int]]]]:
-    """Role -> (inputs, outputs), each name -> shape without the batch axis."""
-    data, latent = list(manifest.data_shape), [manifest.latent_dim]
+    """Role -> (inputs, outputs), each name -> shape without the batch axis. A latent point is [latent_dim], or
+    [groups, categories] for categorical latents (the encoder's logits and the decoder's z alike)."""
+    data, latent = list(manifest.data_shape), list(manifest.latent_shape)
     return {
-        "encoder": ({ENCODER_INPUT: data}, dict.fromkeys(ENCODER_OUTPUTS, latent)),
+        "encoder": ({ENCODER_INPUT: data}, dict.fromkeys(encoder_outputs(manifest), latent)),
         "decoder": ({DECODER_INPUT: latent}, dict.fromkeys(DECODER_OUTPUTS[manifest.likelihood.type], data)),
     }
 

@@ -3,7 +3,10 @@ reparameterisation and the two-graph importance-sampled estimate of log p(x). No
 graphs come in as plain callables, so the same math serves any runtime and is tested against closed forms.
 
     prior       p(z)    = N(0, I)                                      (StandardNormal)
+                        | sum_c pi_c N(z; mean_c, diag exp(logvar_c))  (MixtureOfGaussians)
+                        | prod_g Cat(z_g; softmax(logits_g))           (Categorical: one-hot z [G, C])
     proposal    q(z|x)  = N(mu, diag exp(logvar)),  z = mu + exp(logvar / 2) * eps,  eps ~ N(0, I)
+                        (categorical latents: modelrepo.categorical)
     likelihood  p(x|z)  = prod_d Bern(x_d; sigmoid(logits_d))          (Bernoulli)
                         | prod_d N(x_d; mean_d, exp(logvar_d))         (Gaussian)
 
@@ -17,7 +20,13 @@ from collections.abc import Callable
 
 import numpy as np
 
-from modelrepo.contract import DECODER_OUTPUTS, STANDARD_NORMAL
+from modelrepo.contract import (
+    CATEGORICAL_PRIOR,
+    DECODER_OUTPUTS,
+    MIXTURE_OF_GAUSSIANS,
+    STANDARD_NORMAL,
+    UNIFORM_CATEGORICAL,
+)
 from modelrepo.importance import ImportanceEstimate, LogMeanExpAccumulator
 
 LOG_2PI = math.log(2.0 * math.pi)
@@ -80,13 +89,98 @@ class StandardNormal:
         return self.log_density_less_2pi(z) - 0.5 * self.latent_dim * LOG_2PI
 
 
-Prior = StandardNormal  # a union once there are more
-_PRIORS: dict[str, type[Prior]] = {STANDARD_NORMAL: StandardNormal}
+def log_sum_exp(values: np.ndarray, axis: int) -> np.ndarray:
+    """log sum exp(values) along `axis`, in float64, shifted by the maximum so that nothing overflows; -inf where
+    every value is -inf."""
+    values = np.asarray(values, np.float64)
+    peak = values.max(axis=axis, keepdims=True)
+    peak = np.where(np.isfinite(peak), peak, 0.0)
+    with np.errstate(divide="ignore"):
+        return np.log(np.exp(values - peak).sum(axis=axis)) + np.squeeze(peak, axis=axis)
 
 
-def prior_for(prior_type: str, latent_dim: int) -> Prior:
-    """The prior a manifest's `prior.type` names."""
-    return _PRIORS[prior_type](latent_dim)
+def log_softmax(logits: np.ndarray) -> np.ndarray:
+    """logits (..., C) -> log softmax over the last axis, float64."""
+    logits = np.asarray(logits, np.float64)
+    return logits - log_sum_exp(logits, axis=-1)[..., None]
+
+
+class MixtureOfGaussians:
+    """p(z) = sum_c pi_c N(z; mean_c, diag exp(logvar_c)) over L dimensions, pi = softmax(logits)."""
+
+    def __init__(self, logits, mean, logvar):
+        self.log_weights = log_softmax(logits)  # (C,)
+        self.mean, self.logvar = np.asarray(mean, np.float64), np.asarray(logvar, np.float64)  # each (C, L)
+        self.latent_dim = self.mean.shape[1]
+        self.precision = np.exp(-self.logvar)  # (C, L)
+        # The parts of each component's log-density that do not depend on z: (C,)
+        self.log_constant = self.log_weights - 0.5 * (self.logvar.sum(1) + (self.mean**2 * self.precision).sum(1))
+
+    def sample(self, rng: np.random.Generator, n: int, temperature: float = 1.0) -> np.ndarray:
+        """z (n, L) float64: c ~ softmax(logits), then z = mean_c + temperature * exp(logvar_c / 2) * eps."""
+        components = rng.choice(len(self.log_weights), size=n, p=np.exp(self.log_weights))  # (n,)
+        eps = rng.standard_normal((n, self.latent_dim))
+        return self.mean[components] + temperature * np.exp(0.5 * self.logvar[components]) * eps
+
+    def log_density_less_2pi(self, z: np.ndarray) -> np.ndarray:
+        """z (..., L) -> log p(z) + L/2 log 2 pi (...): every component has the factor, so it leaves the sum.
+
+        log-sum-exp over c of log pi_c - 0.5 sum_l (logvar_cl + (z_l - mean_cl)^2 / var_cl), the square expanded
+        into two matrix products so that no (..., C, L) array is formed."""
+        z = np.asarray(z, np.float64)
+        quadratic = (z**2) @ self.precision.T - 2.0 * z @ (self.mean * self.precision).T  # (..., C)
+        return log_sum_exp(self.log_constant - 0.5 * quadratic, axis=-1)
+
+    def log_density(self, z: np.ndarray) -> np.ndarray:
+        """z (..., L) -> log p(z) (...)."""
+        return self.log_density_less_2pi(z) - 0.5 * self.latent_dim * LOG_2PI
+
+
+def one_hot(categories: np.ndarray, count: int) -> np.ndarray:
+    """category indices (...) -> one-hot (..., count) float32."""
+    return (np.asarray(categories)[..., None] == np.arange(count)).astype(np.float32)
+
+
+class Categorical:
+    """p(z) = prod_g Cat(z_g; softmax(logits_g)) over one-hot z (G, C); uniform when every logit is equal."""
+
+    def __init__(self, logits):
+        self.log_probs = log_softmax(logits)  # (G, C)
+        self.groups, self.categories = self.log_probs.shape
+
+    def sample(self, rng: np.random.Generator, n: int, temperature: float = 1.0) -> np.ndarray:
+        """One-hot z (n, G, C) float32, each group's category drawn from softmax(logits_g / temperature) by the
+        Gumbel-max trick; temperature 0: the most likely category (equally likely ones drawn uniformly)."""
+        gumbel = rng.gumbel(size=(n, self.groups, self.categories))  # (n, G, C)
+        if temperature > 0:
+            scores = self.log_probs / temperature + gumbel
+        else:
+            scores = np.where(self.log_probs == self.log_probs.max(-1, keepdims=True), gumbel, -np.inf)
+        return one_hot(scores.argmax(-1), self.categories)
+
+    def log_density(self, z: np.ndarray) -> np.ndarray:
+        """One-hot z (..., G, C) -> log p(z) (...)."""
+        return (np.asarray(z, np.float64) * self.log_probs).sum((-2, -1))
+
+
+Prior = StandardNormal | MixtureOfGaussians | Categorical
+GaussianPrior = StandardNormal | MixtureOfGaussians  # over R^L: they have log_density_less_2pi
+
+
+def prior_for(prior, latent_shape: tuple[int, ...] | int) -> Prior:
+    """The prior of a manifest: its `prior` (modelrepo.manifest's model of it, or the type alone for the priors
+    without parameters) over latent points of `latent_shape` (the manifest's: (latent_dim,) or (G, C))."""
+    kind = prior if isinstance(prior, str) else prior.type
+    shape = (latent_shape,) if isinstance(latent_shape, int) else tuple(latent_shape)
+    if kind == STANDARD_NORMAL:
+        return StandardNormal(shape[0])
+    if kind == MIXTURE_OF_GAUSSIANS:
+        return MixtureOfGaussians(prior.logits, prior.mean, prior.logvar)
+    if kind == UNIFORM_CATEGORICAL:
+        return Categorical(np.zeros(shape))
+    if kind == CATEGORICAL_PRIOR:
+        return Categorical(prior.logits)
+    raise ValueError(f"prior: unknown type {kind!r}")
 
 
 # Likelihoods: p(x|z) from the decoder's outputs. x and every parameter are (..., D), flat over data_shape,
@@ -163,7 +257,7 @@ def slicing(points: int, k: int, data_dim: int, latent_dim: int, work_elements: 
 
 def importance_sampled_loglik(
     encode: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]], decode: Callable[[np.ndarray], Params],
-    likelihood: Likelihood, prior: Prior, x: np.ndarray, eps: np.ndarray, work_elements: int,
+    likelihood: Likelihood, prior: GaussianPrior, x: np.ndarray, eps: np.ndarray, work_elements: int,
     checkpoint: Callable[[], None] | None = None,
 ) -> ImportanceEstimate:
     """The contract's estimate of log p(x) on the model's two graphs, in float64 on the host.
@@ -179,22 +273,32 @@ def importance_sampled_loglik(
     # -log q(z|x) = 0.5 sum(logvar) + 0.5 sum(eps^2), less its L/2 log 2 pi (see the priors)
     half_logvar = 0.5 * logvar.sum(-1)  # (N,)
     half_eps_sq = 0.5 * (eps**2).sum(-1)  # (K,)
-    block, chunk = slicing(n, k, data_dim, latent_dim, work_elements)
     flat_x = x.reshape(n, 1, data_dim).astype(np.float64)  # (N, 1, D)
+
+    def log_weights(rows: slice, samples: slice) -> np.ndarray:  # (b, c)
+        b, c = rows.stop - rows.start, samples.stop - samples.start
+        z = reparameterise(mu[rows], logvar[rows], eps[samples])  # (b, c, L)
+        params = decode(z.reshape(b * c, latent_dim).astype(np.float32))
+        params = {name: value.reshape(b, c, data_dim) for name, value in params.items()}  # each (b, c, D)
+        log_prior_ratio = prior.log_density_less_2pi(z) + half_logvar[rows, None] + half_eps_sq[None, samples]
+        return likelihood.log_density(flat_x[rows], params) + log_prior_ratio
+
+    return estimate_in_slices(n, k, slicing(n, k, data_dim, latent_dim, work_elements), log_weights, checkpoint)
+
+
+def estimate_in_slices(n: int, k: int, block_and_chunk: tuple[int, int],
+                       log_weights: Callable[[slice, slice], np.ndarray],
+                       checkpoint: Callable[[], None] | None = None) -> ImportanceEstimate:
+    """The contract's estimate for N points from k log-weights each, computed a block of points by a chunk of
+    samples at a time (`slicing`): log_weights(rows, samples) -> (b, c). checkpoint() runs before every slice."""
+    block, chunk = block_and_chunk
     results = []
     for start in range(0, n, block):
         rows = slice(start, min(start + block, n))
-        b = rows.stop - rows.start
-        accumulator = LogMeanExpAccumulator(b)
-        for s in range(0, k, chunk):
+        accumulator = LogMeanExpAccumulator(rows.stop - rows.start)
+        for first in range(0, k, chunk):
             if checkpoint is not None:
                 checkpoint()
-            e = eps[s : s + chunk]  # (c, L)
-            c = len(e)
-            z = reparameterise(mu[rows], logvar[rows], e)  # (b, c, L)
-            params = decode(z.reshape(b * c, latent_dim).astype(np.float32))
-            params = {name: value.reshape(b, c, data_dim) for name, value in params.items()}  # each (b, c, D)
-            log_prior_ratio = prior.log_density_less_2pi(z) + half_logvar[rows, None] + half_eps_sq[None, s : s + c]
-            accumulator.add(likelihood.log_density(flat_x[rows], params) + log_prior_ratio)  # (b, c)
+            accumulator.add(log_weights(rows, slice(first, min(first + chunk, k))))
         results.append(accumulator.result())
     return ImportanceEstimate.concatenate(results)

@@ -5,11 +5,36 @@ import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    FiniteFloat,
+    PositiveInt,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
-from modelrepo.contract import DECODER_FILE, ENCODER_FILE, FORMAT, LIKELIHOODS, MANIFEST_FILE, NAME_PATTERN, PRIORS
+from modelrepo.contract import (
+    CATEGORICAL_LATENT,
+    CATEGORICAL_PRIOR,
+    DECODER_FILE,
+    ENCODER_FILE,
+    ENCODER_LOGITS,
+    ENCODER_OUTPUTS,
+    FORMAT,
+    GAUSSIAN_LATENT,
+    LIKELIHOODS,
+    MANIFEST_FILE,
+    MIXTURE_OF_GAUSSIANS,
+    NAME_PATTERN,
+    PRIORS_OF_LATENT,
+    STANDARD_NORMAL,
+    UNIFORM_CATEGORICAL,
+)
 
 SHA256_HEX = re.compile(r"^[0-9a-fA-F]{64}$")
 
@@ -27,9 +52,88 @@ class Likelihood(BaseModel):
     type: Literal[LIKELIHOODS]
 
 
-class Prior(BaseModel):
+class GaussianLatent(BaseModel):
+    """z in R^latent_dim; the encoder gives mu and logvar."""
+
     model_config = ConfigDict(extra="allow")
-    type: Literal[PRIORS]
+    type: Literal[GAUSSIAN_LATENT] = GAUSSIAN_LATENT
+
+
+class CategoricalLatent(BaseModel):
+    """z is `groups` independent one-hot vectors of `categories`; the encoder gives logits [groups, categories]."""
+
+    model_config = ConfigDict(extra="allow")
+    type: Literal[CATEGORICAL_LATENT]
+    groups: PositiveInt
+    categories: PositiveInt
+
+    @property
+    def configurations(self) -> int:
+        """C^G: the number of values z can take."""
+        return self.categories**self.groups
+
+
+Latent = Annotated[GaussianLatent | CategoricalLatent, Field(discriminator="type")]
+
+
+class _PriorKeys(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    def check_shapes(self, manifest: "Manifest") -> None:
+        """Raise ValueError, naming the key and the fix, when a parameter's shape disagrees with the latents."""
+
+
+class StandardNormalPrior(_PriorKeys):
+    """p(z) = N(0, I)."""
+
+    type: Literal[STANDARD_NORMAL]
+
+
+class MixtureOfGaussiansPrior(_PriorKeys):
+    """p(z) = sum_c softmax(logits)_c N(z; mean_c, diag exp(logvar_c)), C components over latent_dim."""
+
+    type: Literal[MIXTURE_OF_GAUSSIANS]
+    logits: list[FiniteFloat] = Field(min_length=1)
+    mean: list[list[FiniteFloat]]
+    logvar: list[list[FiniteFloat]]
+
+    def check_shapes(self, manifest: "Manifest") -> None:
+        components, dim = len(self.logits), manifest.latent_dim
+        for key in ("mean", "logvar"):
+            _check_table(f"prior.{key}", getattr(self, key), components, dim,
+                         f"one row per component (C={components}, the length of prior.logits) of latent_dim={dim} "
+                         "numbers")
+
+
+class UniformCategoricalPrior(_PriorKeys):
+    """p(z) uniform over the C^G one-hot configurations."""
+
+    type: Literal[UNIFORM_CATEGORICAL]
+
+
+class CategoricalPrior(_PriorKeys):
+    """p(z) = prod_g Cat(z_g; softmax(logits_g))."""
+
+    type: Literal[CATEGORICAL_PRIOR]
+    logits: list[list[FiniteFloat]]
+
+    def check_shapes(self, manifest: "Manifest") -> None:
+        groups, categories = manifest.latent_shape
+        _check_table("prior.logits", self.logits, groups, categories,
+                     f"one row per group (latent.groups={groups}) of latent.categories={categories} numbers")
+
+
+Prior = Annotated[StandardNormalPrior | MixtureOfGaussiansPrior | UniformCategoricalPrior | CategoricalPrior,
+                  Field(discriminator="type")]
+_DEFAULT_PRIORS = {GAUSSIAN_LATENT: StandardNormalPrior, CATEGORICAL_LATENT: UniformCategoricalPrior}
+
+
+def _check_table(key: str, rows: list[list[float]], count: int, width: int, meaning: str) -> None:
+    """rows must be [count][width]."""
+    lengths = sorted({len(row) for row in rows})
+    if len(rows) != count or lengths != [width]:
+        found = f"[{len(rows)}][{lengths[0]}]" if len(lengths) == 1 else f"{len(rows)} rows of lengths {lengths}"
+        raise ValueError(f"{key}: is {found}, expected [{count}][{width}]: {meaning}")
 
 
 class Manifest(BaseModel):
@@ -43,7 +147,9 @@ class Manifest(BaseModel):
     data_shape: list[PositiveInt] = Field(min_length=1)
     latent_dim: PositiveInt
     likelihood: Likelihood
-    prior: Prior
+    latent: Latent = Field(default_factory=GaussianLatent)
+    prior: Prior = Field(None, description="Optional: standard_normal for Gaussian latents, uniform_categorical "
+                         "for categorical ones.")  # filled in by _latent_and_prior_agree
     encoder: str
     decoder: str
     sha256: dict[str, str] | None = Field(None, description="Optional: file name -> sha256 (64 hex digits).")
@@ -68,6 +174,28 @@ class Manifest(BaseModel):
                              f"({self.encoder!r}, {self.decoder!r})")
         return self
 
+    @property
+    def latent_shape(self) -> tuple[int, ...]:
+        """One latent point as the graphs take it: (latent_dim,), or (groups, categories) for categorical latents."""
+        if isinstance(self.latent, CategoricalLatent):
+            return self.latent.groups, self.latent.categories
+        return (self.latent_dim,)
+
+    @model_validator(mode="after")
+    def _latent_and_prior_agree(self) -> "Manifest":
+        latent, allowed = self.latent, PRIORS_OF_LATENT[self.latent.type]
+        if isinstance(latent, CategoricalLatent) and self.latent_dim != latent.groups * latent.categories:
+            raise ValueError(f"latent_dim: is {self.latent_dim}, but a categorical latent of {latent.groups} groups "
+                             f"x {latent.categories} categories has {latent.groups * latent.categories} values; set "
+                             "latent_dim to groups x categories")
+        if self.prior is None:
+            self.prior = _DEFAULT_PRIORS[latent.type](type=allowed[0])
+        elif self.prior.type not in allowed:
+            raise ValueError(f"prior: type {self.prior.type!r} does not go with a {latent.type} latent, which takes "
+                             f"{' or '.join(repr(a) for a in allowed)} (a missing prior means {allowed[0]!r})")
+        self.prior.check_shapes(self)
+        return self
+
     @field_validator("encoder", "decoder")
     @classmethod
     def _plain_file_name(cls, value: str) -> str:
@@ -75,6 +203,11 @@ class Manifest(BaseModel):
         if not value or Path(value).name != value or value in {".", ".."}:
             raise ValueError(f"must be a file name in the model folder, got {value!r}")
         return value
+
+
+def encoder_outputs(manifest: Manifest) -> tuple[str, ...]:
+    """The encoder's outputs: ("mu", "logvar"), or ("logits",) for categorical latents."""
+    return (ENCODER_LOGITS,) if isinstance(manifest.latent, CategoricalLatent) else ENCODER_OUTPUTS
 
 
 def parse_manifest(raw: bytes, where: str) -> Manifest:
@@ -86,10 +219,23 @@ def parse_manifest(raw: bytes, where: str) -> Manifest:
     try:
         return Manifest.model_validate(content)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or '(root)'}: {err['msg']}" for err in exc.errors()
-        )
-        raise ManifestError(f"{where}: {problems}") from None
+        problems = [_problem(err) for err in exc.errors()]
+        more = f"; and {len(problems) - MAX_PROBLEMS} more" if len(problems) > MAX_PROBLEMS else ""
+        raise ManifestError(f"{where}: {'; '.join(problems[:MAX_PROBLEMS])}{more}") from None
+
+
+MAX_PROBLEMS = 5
+TAGGED_KEYS = ("prior", "latent")  # unions told apart by "type": pydantic puts the type in the error's location
+
+
+def _problem(error: dict) -> str:
+    """One validation error as `key.path: message`; a check of several keys names them in its own message."""
+    location = list(error["loc"])
+    if not location:
+        return error["msg"].removeprefix("Value error, ")
+    if location[0] in TAGGED_KEYS and len(location) > 1:
+        del location[1]
+    return f"{'.'.join(str(part) for part in location)}: {error['msg']}"
 
 
 def check_location(manifest: Manifest, folder_name: str, folder_version: str, where: str) -> None:

@@ -18,7 +18,15 @@ from onnx import TensorProto, helper, numpy_helper, version_converter
 from onnx.compose import add_prefix
 
 from modelrepo import Manifest
-from modelrepo.contract import DECODER_INPUT, DECODER_OUTPUTS, ENCODER_INPUT, ENCODER_OUTPUTS
+from modelrepo.likelihood import MixtureOfGaussians, prior_for
+from modelrepo.contract import (
+    DECODER_INPUT,
+    DECODER_OUTPUTS,
+    ENCODER_INPUT,
+    ENCODER_OUTPUTS,
+    GAUSSIAN_LATENT,
+    STANDARD_NORMAL,
+)
 
 MIN_OPSET = 13  # Unsqueeze and ReduceSum take axes as an input from here on
 DATA_INPUT, NOISE_INPUT = "x", "eps"
@@ -31,7 +39,10 @@ class FusionError(ValueError):
 
 def build_scoring_model(manifest: Manifest, encoder: onnx.ModelProto, decoder: onnx.ModelProto,
                         precision: str = "fp32") -> onnx.ModelProto:
-    """The fused graph for `manifest`'s model; precision fp16 runs the decoder's arithmetic in float16."""
+    """The fused graph for `manifest`'s model; precision fp16 runs the decoder's arithmetic in float16.
+    Gaussian latents only (a standard-normal or mixture-of-Gaussians prior): FusionError for categorical ones."""
+    if manifest.latent.type != GAUSSIAN_LATENT:
+        raise FusionError(f"it serves Gaussian latents, and this model has {manifest.latent.type} latents")
     opset = max(MIN_OPSET, _default_opset(encoder), _default_opset(decoder))
     encoder, decoder = (_at_opset(m, opset) for m in (encoder, decoder))
     if precision == "fp16":
@@ -72,11 +83,16 @@ def build_scoring_model(manifest: Manifest, encoder: onnx.ModelProto, decoder: o
         log_px_z = nodes.add("Mul", [nodes.add("Add", [total, nodes.const(data_dim * math.log(2 * math.pi))]),
                                      nodes.const(-0.5)])
     # log p(z) - log q(z|x) = -0.5 sum z^2 + 0.5 sum logvar + 0.5 sum eps^2: the 2 pi terms cancel
-    half_z_sq = nodes.reduce("ReduceSum", nodes.add("Mul", [z, z]), axis=2)  # (N, K), times 2
     half_logvar = nodes.reduce("ReduceSum", encoded_logvar, axis=1, keepdims=1)  # (N, 1), times 2
     half_eps_sq = nodes.reduce("ReduceSum", nodes.add("Mul", [NOISE_INPUT, NOISE_INPUT]), axis=1)  # (K,), times 2
-    log_ratio = nodes.add("Mul", [nodes.add("Add", [nodes.add("Sub", [half_logvar, half_z_sq]), half_eps_sq]),
-                                  nodes.const(0.5)])  # (N, K)
+    if manifest.prior.type == STANDARD_NORMAL:
+        half_z_sq = nodes.reduce("ReduceSum", nodes.add("Mul", [z, z]), axis=2)  # (N, K), times 2
+        log_ratio = nodes.add("Mul", [nodes.add("Add", [nodes.add("Sub", [half_logvar, half_z_sq]), half_eps_sq]),
+                                      nodes.const(0.5)])  # (N, K)
+    else:  # the mixture's log p(z), less the same 2 pi terms
+        log_q_less_2pi = nodes.add("Mul", [nodes.add("Add", [half_logvar, half_eps_sq]), nodes.const(0.5)])  # (N, K)
+        log_prior = _mixture_log_density_less_2pi(nodes, z, prior_for(manifest.prior, manifest.latent_shape))
+        log_ratio = nodes.add("Add", [log_prior, log_q_less_2pi])  # (N, K)
     log_w = nodes.add("Add", [log_px_z, log_ratio])  # (N, K)
 
     nodes.add("Identity", [nodes.log_sum_exp(log_w)], ["log_sum_w"])  # (N,)
@@ -94,6 +110,16 @@ def build_scoring_model(manifest: Manifest, encoder: onnx.ModelProto, decoder: o
                               ir_version=max(encoder.ir_version, decoder.ir_version, 8))
     model.functions.extend(_local_functions(encoder, decoder))
     return model
+
+
+def _mixture_log_density_less_2pi(nodes: "_Nodes", z: str, prior: MixtureOfGaussians) -> str:
+    """z (N, K, L) -> log p(z) + L/2 log 2 pi (N, K), as MixtureOfGaussians.log_density_less_2pi computes it:
+    log-sum-exp over c of constant_c - 0.5 (z^2 . precision_c - 2 z . mean_c precision_c), no (N, K, C, L) array."""
+    squares = nodes.add("MatMul", [nodes.add("Mul", [z, z]), nodes.const(prior.precision.T)])  # (N, K, C)
+    cross = nodes.add("MatMul", [z, nodes.const(2.0 * (prior.mean * prior.precision).T)])  # (N, K, C)
+    quadratic = nodes.add("Sub", [squares, cross])
+    per_component = nodes.add("Sub", [nodes.const(prior.log_constant), nodes.add("Mul", [quadratic, nodes.const(0.5)])])
+    return nodes.log_sum_exp(per_component, axis=2)
 
 
 class _Nodes:
@@ -125,11 +151,11 @@ class _Nodes:
             return self.add(op, [data, self.const([axis])], keepdims=keepdims)
         return self.add(op, [data], axes=[axis], keepdims=keepdims)
 
-    def log_sum_exp(self, values: str) -> str:
-        """(N, K) -> (N,): max + log sum exp(values - max), safe for log-weights far from zero."""
-        peak = self.reduce("ReduceMax", values, axis=1, keepdims=1)  # (N, 1)
-        total = self.reduce("ReduceSum", self.add("Exp", [self.add("Sub", [values, peak])]), axis=1)  # (N,)
-        return self.add("Add", [self.add("Log", [total]), self.add("Squeeze", [peak, self.const([1])])])
+    def log_sum_exp(self, values: str, axis: int = 1) -> str:
+        """(N, K) -> (N,) (or over another axis): max + log sum exp(values - max), safe far from zero."""
+        peak = self.reduce("ReduceMax", values, axis=axis, keepdims=1)  # (N, 1)
+        total = self.reduce("ReduceSum", self.add("Exp", [self.add("Sub", [values, peak])]), axis=axis)  # (N,)
+        return self.add("Add", [self.add("Log", [total]), self.add("Squeeze", [peak, self.const([axis])])])
 
 
 def _default_opset(model: onnx.ModelProto) -> int:

@@ -10,7 +10,8 @@ from typing import TypeVar
 import numpy as np
 from anyio import CapacityLimiter, fail_after, get_cancelled_exc_class, to_thread
 
-from modelrepo.likelihood import generator, latent_noise, reparameterise
+from modelrepo.categorical import category_noise, draw_categories
+from modelrepo.likelihood import generator, latent_noise, log_softmax, one_hot, reparameterise
 from service.admission import AdmissionControl
 from service.batching import DynamicBatcher, Outputs
 from service.budget import budget
@@ -20,6 +21,7 @@ from service.inputs import check_limit, check_probability_range, parse_batch
 from service.metrics import Metrics
 from service.repository import LoadedModel, ModelRepository
 from service.runtime import CUDA
+from service.scoring import EXACT, IMPORTANCE
 from service.settings import Settings
 
 Result = dict[str, np.ndarray]
@@ -74,13 +76,18 @@ class VaeService:
         check_limit(len(batch) * samples, self.settings.max_encode_total_samples, "points x samples",
                     "VAE_MAX_ENCODE_TOTAL_SAMPLES")
 
+        runtime = model.runtime
+
         async def compute() -> Result:
-            mu, logvar = await self._run_rows(model, ("encoder",), model.runtime.encode, batch, model.data_size)
-            result = {"mu": mu, "logvar": logvar}
+            outputs = await self._run_rows(model, ("encoder",), runtime.encode, batch, model.data_size)
+            result = dict(zip(runtime.encoder_outputs, outputs))  # mu, logvar; or logits (N, G, C)
             if samples:
-                def draw() -> np.ndarray:  # (N, samples, L); fresh if no seed
+                def draw() -> np.ndarray:  # (N, samples, *latent_shape), fresh if no seed
+                    if runtime.categorical:  # one-hot draws from q(z|x), uniforms shared by the points
+                        uniforms = category_noise(seed, samples, runtime.prior.groups)  # (samples, G)
+                        return one_hot(draw_categories(log_softmax(result["logits"]), uniforms), runtime.prior.categories)
                     eps = latent_noise(seed, samples, model.manifest.latent_dim)
-                    return reparameterise(mu, logvar, eps).astype(np.float32)
+                    return reparameterise(result["mu"], result["logvar"], eps).astype(np.float32)
 
                 result["z"] = await self._execute(draw, len(batch) * samples * model.manifest.latent_dim)
             return result
@@ -92,7 +99,7 @@ class VaeService:
 
     async def decode(self, reference: str | None, z: list) -> tuple[str, Result]:
         model = self.model(reference)
-        latents = parse_batch(z, (model.manifest.latent_dim,), "z", self.settings.max_batch)
+        latents = parse_batch(z, model.runtime.latent_shape, "z", self.settings.max_batch)
 
         async def compute() -> Result:
             outputs = model.runtime.decoder_outputs
@@ -110,7 +117,7 @@ class VaeService:
 
         def draw() -> Result:  # one generator: z from the prior, then x given z
             runtime, rng = model.runtime, generator(seed)
-            z = runtime.prior.sample(rng, n, temperature).astype(np.float32)
+            z = runtime.prior.sample(rng, n, temperature).astype(np.float32)  # (n, *latent_shape)
             params = runtime.decode(z)
             x = runtime.likelihood.mean(params) if mode == "mean" else runtime.likelihood.sample(params, rng)
             return {"z": z, "x": x}
@@ -121,25 +128,38 @@ class VaeService:
         params = {"n": n, "seed": seed, "temperature": temperature, "mode": mode}
         return model.ref, await self._cached(model, "sample", params, (), compute, seed is not None, n)
 
-    async def loglik(self, reference: str | None, x: list, k: int, seed: int) -> tuple[str, Result]:
+    async def loglik(self, reference: str | None, x: list, k: int, seed: int) -> tuple[str, dict, Result]:
+        """The model's reference, {"method", "k"} (k: the samples drawn, or the terms summed exactly), and the
+        arrays loglik, stderr, elbo."""
         model = self.model(reference)
         batch = self._data_batch(model, x)
         check_limit(k, self.settings.max_k, "k", "VAE_MAX_K")
-        check_limit(len(batch) * k, self.settings.max_loglik_samples, "points x k", "VAE_MAX_LOGLIK_SAMPLES")
+        scorer = model.runtime.scorer
+        method, terms = scorer.plan(k)
+        if method == EXACT:
+            check_limit(len(batch) * terms, self.settings.max_loglik_samples, f"points x {terms} configurations "
+                        "(summed exactly: send fewer points)", "VAE_MAX_LOGLIK_SAMPLES")
+        else:
+            check_limit(len(batch) * k, self.settings.max_loglik_samples, "points x k", "VAE_MAX_LOGLIK_SAMPLES")
 
         # A run of coalesced requests serves several clients: it is not stopped for one of them.
-        checkpoint = None if len(batch) * k * model.data_size <= self.coalesce_up_to else budget().check
+        checkpoint = None if len(batch) * terms * model.data_size <= self.coalesce_up_to else budget().check
 
         def score(rows: np.ndarray) -> Outputs:
-            estimate = model.runtime.scorer.estimate(rows, k, seed, checkpoint)
+            estimate = scorer.estimate(rows, k, seed, checkpoint)
             return estimate.loglik, estimate.stderr, estimate.elbo
 
-        async def compute() -> Result:  # coalesced only with requests of the same k and seed: the same eps
-            arrays = await self._run_rows(model, ("loglik", k, seed), score, batch, k * model.data_size)
+        # Coalesced only with requests of the same run: the same k and seed (the same noise), or the exact sum.
+        # The exact sum depends on neither, so its cache entry does not either.
+        run = (k, seed) if method == IMPORTANCE else (EXACT,)
+
+        async def compute() -> Result:
+            arrays = await self._run_rows(model, ("loglik", *run), score, batch, terms * model.data_size)
             return dict(zip(("loglik", "stderr", "elbo"), arrays))
 
-        return model.ref, await self._cached(model, "loglik", {"k": k, "seed": seed}, (batch,), compute, True,
-                                             len(batch) * k)
+        params = {"k": k, "seed": seed} if method == IMPORTANCE else {"method": EXACT}
+        result = await self._cached(model, "loglik", params, (batch,), compute, True, len(batch) * terms)
+        return model.ref, {"method": method, "k": terms}, result
 
     async def _cached(self, model: LoadedModel, operation: str, params: dict, arrays: tuple[np.ndarray, ...],
                       compute: Callable[[], Awaitable[Result]], cacheable: bool, work: int) -> Result:

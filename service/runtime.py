@@ -11,8 +11,9 @@ import onnxruntime as ort
 from onnx import TensorProto, helper
 
 from modelrepo import Manifest, VersionFiles
-from modelrepo.contract import DECODER_INPUT, ENCODER_INPUT, ENCODER_OUTPUTS
+from modelrepo.contract import DECODER_INPUT, ENCODER_INPUT
 from modelrepo.likelihood import likelihood_for, prior_for
+from modelrepo.manifest import CategoricalLatent, encoder_outputs
 from service.errors import ModelRunFailed
 from service.scoring import Scorer, build_scorer
 from service.settings import Settings
@@ -73,16 +74,18 @@ class RuntimeOptions:
     precision: str = _DEFAULTS["loglik_precision"].default
     work_elements: int = _DEFAULTS["work_elements"].default
     cuda_work_elements: int = _DEFAULTS["cuda_work_elements"].default
+    enumeration_limit: int = _DEFAULTS["enumeration_limit"].default
 
     @classmethod
     def from_settings(cls, settings: Settings, providers: list[str]) -> "RuntimeOptions":
         return cls(providers, settings.intra_op_threads, settings.loglik_graph, settings.loglik_precision,
-                   settings.work_elements, settings.cuda_work_elements)
+                   settings.work_elements, settings.cuda_work_elements, settings.enumeration_limit)
 
 
 class ModelRuntime:
-    """encoder: x [N, *data_shape] -> mu, logvar [N, L]; decoder: z [N, L] -> likelihood parameters; the
-    model's math (modelrepo.likelihood) and its one scorer (service.scoring), all built once per load."""
+    """encoder: x [N, *data_shape] -> mu, logvar [N, L] (categorical latents: logits [N, G, C]); decoder:
+    z [N, *latent_shape] -> likelihood parameters; the model's math (modelrepo.likelihood) and its one scorer
+    (service.scoring), all built once per load."""
 
     def __init__(self, source: VersionFiles | Path, manifest: Manifest, options: RuntimeOptions):
         """source: the version's files as read and verified (the service), or a folder to read them from."""
@@ -96,8 +99,11 @@ class ModelRuntime:
         self.manifest = manifest
         self.data_shape = tuple(manifest.data_shape)
         self.latent_dim = manifest.latent_dim
+        self.latent_shape = manifest.latent_shape  # (L,), or (G, C) for categorical latents
+        self.categorical = isinstance(manifest.latent, CategoricalLatent)
+        self.encoder_outputs = list(encoder_outputs(manifest))  # mu, logvar; or logits
         self.likelihood = likelihood_for(manifest.likelihood.type)
-        self.prior = prior_for(manifest.prior.type, manifest.latent_dim)
+        self.prior = prior_for(manifest.prior, manifest.latent_shape)
         self.decoder_outputs = list(self.likelihood.outputs)
         self.encoder = ort.InferenceSession(encoder, session_options, providers=options.providers)
         self.decoder = ort.InferenceSession(decoder, session_options, providers=options.providers)
@@ -105,13 +111,12 @@ class ModelRuntime:
         self._smoke_test()
         self.scorer: Scorer = build_scorer(self, encoder, decoder, session_options, options)
 
-    def encode(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """x (N, *data_shape) float32 -> mu (N, L), logvar (N, L)."""
-        mu, logvar = self._run(self.encoder, list(ENCODER_OUTPUTS), {ENCODER_INPUT: x}, "encoder")
-        return mu, logvar
+    def encode(self, x: np.ndarray) -> tuple[np.ndarray, ...]:
+        """x (N, *data_shape) float32 -> mu (N, L), logvar (N, L); categorical latents: (logits (N, G, C),)."""
+        return tuple(self._run(self.encoder, self.encoder_outputs, {ENCODER_INPUT: x}, "encoder"))
 
     def decode(self, z: np.ndarray) -> dict[str, np.ndarray]:
-        """z (N, L) float32 -> {"logits"} or {"mean", "logvar"}, each (N, *data_shape)."""
+        """z (N, *latent_shape) float32 -> {"logits"} or {"mean", "logvar"}, each (N, *data_shape)."""
         outputs = self._run(self.decoder, self.decoder_outputs, {DECODER_INPUT: z}, "decoder")
         return dict(zip(self.decoder_outputs, outputs))
 
@@ -132,12 +137,12 @@ class ModelRuntime:
 
     def _smoke_test(self) -> None:
         """Run both graphs on two points: shapes the static check could not see fail here, at start-up."""
-        mu, logvar = self.encode(np.zeros((2, *self.data_shape), np.float32))
-        for name, value in zip(ENCODER_OUTPUTS, (mu, logvar)):
-            if value.shape != (2, self.latent_dim):
+        latent = ", ".join(map(str, self.latent_shape))
+        for name, value in zip(self.encoder_outputs, self.encode(np.zeros((2, *self.data_shape), np.float32))):
+            if value.shape != (2, *self.latent_shape):
                 raise RuntimeMismatch(f"encoder output '{name}' has shape {list(value.shape)} for a batch of 2, "
-                                      f"expected [2, {self.latent_dim}]")
-        for name, value in self.decode(np.zeros((2, self.latent_dim), np.float32)).items():
+                                      f"expected [2, {latent}]")
+        for name, value in self.decode(np.zeros((2, *self.latent_shape), np.float32)).items():
             if value.shape != (2, *self.data_shape):
                 raise RuntimeMismatch(f"decoder output '{name}' has shape {list(value.shape)} for a batch of 2, "
                                       f"expected [2, {', '.join(map(str, self.data_shape))}]")

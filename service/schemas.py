@@ -47,8 +47,13 @@ Points = Annotated[list[Any], WithJsonSchema({
     "items": {"anyOf": [{"type": "number"}, {"type": "array", "items": {"anyOf": [{"type": "number"}, {"type": "array"}]}}]},
 })]
 Latents = Annotated[list[Any], WithJsonSchema({
-    "type": "array", "minItems": 1, "items": {"type": "array", "items": {"type": "number"}},
+    "type": "array", "minItems": 1,
+    "items": {"type": "array", "items": {"anyOf": [{"type": "number"}, {"type": "array", "items": {"type": "number"}}]}},
 })]
+Method = Literal["importance", "exact"]  # service.scoring's IMPORTANCE, EXACT
+METHOD_DESCRIPTION = ("How loglik was computed: importance (k samples of z from q(z|x)), or exact (categorical latents "
+                      "with at most VAE_ENUMERATION_LIMIT configurations: the sum over every z, stderr 0).")
+K_DESCRIPTION = "Importance samples drawn per point, or (method exact) the number of configurations summed."
 
 
 class Request(BaseModel):
@@ -61,7 +66,8 @@ class Request(BaseModel):
 # parameters travel in the query string.
 class EncodeParams(Request):
     model: str | None = ModelField
-    samples: WholeNumber = Field(0, ge=0, description="Draws of z ~ q(z|x) per point, returned as z [N][samples][D].")
+    samples: WholeNumber = Field(0, ge=0, description="Draws of z ~ q(z|x) per point, returned as z [N][samples][D] "
+                                 "(one-hot [N][samples][G][C] for categorical latents).")
     seed: Seed | None = SeedField
 
 
@@ -77,7 +83,8 @@ class DecodeParams(Request):
 
 
 class DecodeRequest(DecodeParams):
-    z: Latents = Field(..., description="A batch of latent points, [N][latent_dim].")
+    z: Latents = Field(..., description="A batch of latent points, [N][latent_dim]; [N][G][C] for categorical "
+                       "latents (one-hot, or relaxed values such as Gumbel-softmax samples; flat [N][G*C] too).")
 
     model_config = ConfigDict(extra="forbid", strict=True, json_schema_extra={
         "examples": [{"model": "digits-binary", "z": [[0.0] * 16]}]})
@@ -88,8 +95,9 @@ class SampleRequest(Request):
     n: WholeNumber = Field(1, ge=1, description="How many draws.")
     seed: Seed | None = SeedField
     temperature: Annotated[float, BeforeValidator(finite)] = Field(
-        1.0, ge=0, le=MAX_TEMPERATURE, description="Scales the prior's standard deviation; finite, at most "
-        f"{MAX_TEMPERATURE:g} (further out the latents lie where no decoder was trained).")
+        1.0, ge=0, le=MAX_TEMPERATURE, description="Scales the prior's standard deviation (a mixture of Gaussians: "
+        "each component's, the component drawn as it is); divides a categorical prior's logits (0: the most likely "
+        f"category). Finite, at most {MAX_TEMPERATURE:g} (further out the latents lie where no decoder was trained).")
     mode: Literal["mean", "sample"] = Field("mean", description="mean: E[x given z]; sample: x ~ p(x given z).")
 
     model_config = ConfigDict(extra="forbid", strict=True, json_schema_extra={
@@ -98,7 +106,8 @@ class SampleRequest(Request):
 
 class LoglikParams(Request):
     model: str | None = ModelField
-    k: WholeNumber = Field(1000, ge=1, description="Importance samples per data point.")
+    k: WholeNumber = Field(1000, ge=1, description="Importance samples per data point (not used when the model's "
+                           "log p(x) is summed exactly: see method).")
     seed: WholeNumber = Field(0, ge=0, le=MAX_SEED, description="Seed of the importance samples.")
 
 
@@ -111,9 +120,12 @@ class LoglikRequest(LoglikParams):
 
 class EncodeResponse(BaseModel):
     model: str = Field(..., examples=["digits:1"])
-    mu: list[list[float]] = Field(..., description="[N][latent_dim]")
-    logvar: list[list[float]] = Field(..., description="[N][latent_dim]")
-    z: list[list[list[float]]] | None = Field(None, description="[N][samples][latent_dim], when samples > 0.")
+    mu: list[list[float]] | None = Field(None, description="[N][latent_dim] (Gaussian latents).")
+    logvar: list[list[float]] | None = Field(None, description="[N][latent_dim] (Gaussian latents).")
+    logits: list[list[list[float]]] | None = Field(None, description="Categorical latents: the encoder's logits of "
+                                                   "q(z|x), [N][G][C], in place of mu and logvar.")
+    z: list[list[Any]] | None = Field(None, description="[N][samples][latent_dim], when samples > 0; one-hot "
+                                      "[N][samples][G][C] for categorical latents.")
 
 
 class DecodeResponse(BaseModel):
@@ -125,21 +137,24 @@ class DecodeResponse(BaseModel):
 
 class SampleResponse(BaseModel):
     model: str
-    z: list[list[float]] = Field(..., description="[n][latent_dim]")
+    z: list[Any] = Field(..., description="[n][latent_dim]; one-hot [n][G][C] for categorical latents.")
     x: list[Any] = Field(..., description="[n, *data_shape]")
 
 
 class LoglikResponse(BaseModel):
     model: str
-    k: int
-    loglik: list[float] = Field(..., description="log p(x) in nats, importance-sampled: [N].")
-    stderr: list[float] = Field(..., description="Delta-method standard error of loglik: [N].")
-    elbo: list[float] = Field(..., description="Mean of the k log-weights: [N].")
+    method: Method = Field(..., description=METHOD_DESCRIPTION)
+    k: int = Field(..., description=K_DESCRIPTION)
+    loglik: list[float] = Field(..., description="log p(x) in nats: [N].")
+    stderr: list[float] = Field(..., description="Delta-method standard error of loglik (0 when exact): [N].")
+    elbo: list[float] = Field(..., description="Mean of the k log-weights, or (exact) sum_z q(z|x) log(p(x, z) / "
+                              "q(z|x)): [N].")
 
 
 class LoglikPointResponse(BaseModel):
     model: str
-    k: int
+    method: Method = Field(..., description=METHOD_DESCRIPTION)
+    k: int = Field(..., description=K_DESCRIPTION)
     loglik: float
     stderr: float
     elbo: float

@@ -3,12 +3,14 @@
     FusedScorer      the fused graph (service.fusion) in a session of its own: float32 on the device, only
                      3N numbers leave it
     SeparateScorer   the model's two graphs, the likelihood in float64 on the host (modelrepo.likelihood)
+    CategoricalScorer  categorical latents on the two graphs: the exact sum over every z up to
+                     VAE_ENUMERATION_LIMIT configurations, importance sampling above it (modelrepo.categorical)
 
 build_scorer picks one from the settings (VAE_LOGLIK_GRAPH, VAE_LOGLIK_PRECISION) and fixes its slice width
 (VAE_WORK_ELEMENTS, or VAE_CUDA_WORK_ELEMENTS for the fused graph on CUDA). A model whose graphs cannot be
-fused, or whose fused graph fails its first run, gets the separate scorer and the reason in its description.
-Both answer the same questions: estimate(x, k, seed, checkpoint); description (GET /models); numerics (what
-the cache identity needs besides the files); device.
+fused (categorical latents), or whose fused graph fails its first run, gets a separate scorer and the reason in its description. All answer the same questions: plan(k) (the method
+and the number of terms), estimate(x, k, seed, checkpoint); description (GET /models); numerics (what the
+cache identity needs besides the files); device.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
+from modelrepo.categorical import categorical_importance_loglik, category_noise, enumerated_loglik
 from modelrepo.importance import ImportanceEstimate, LogMeanExpAccumulator
 from modelrepo.likelihood import importance_sampled_loglik, latent_noise, slicing
 from service.errors import ModelRunFailed
@@ -34,6 +37,7 @@ log = logging.getLogger(__name__)
 
 CUDA = "CUDAExecutionProvider"
 Checkpoint = Callable[[], None] | None  # runs before every slice and raises to stop the work
+IMPORTANCE, EXACT = "importance", "exact"  # /loglik's "method"
 
 
 class Scorer(Protocol):
@@ -42,13 +46,19 @@ class Scorer(Protocol):
     device: str  # "cuda" or "cpu": where the decoder runs
     work_elements: int  # the slice width: about this many values alive at once (modelrepo.likelihood.slicing)
 
+    def plan(self, k: int) -> tuple[str, int]:
+        """How a request for k samples is answered: (IMPORTANCE, k), or (EXACT, the number of terms summed)."""
+
     def estimate(self, x: np.ndarray, k: int, seed: int, checkpoint: Checkpoint = None) -> ImportanceEstimate:
-        """x (N, *data_shape) float32 -> log p(x) per point from k samples of the seed's noise."""
+        """x (N, *data_shape) float32 -> log p(x) per point as plan(k) says: from k samples of the seed's noise,
+        or exactly."""
 
 
 def build_scorer(runtime: ModelRuntime, encoder: bytes, decoder: bytes, session_options: ort.SessionOptions,
                  options: RuntimeOptions) -> Scorer:
     """The scorer the options ask for; the separate one, saying why, when the fused graph cannot serve."""
+    if runtime.categorical:
+        return CategoricalScorer(runtime, options.work_elements, options.enumeration_limit)
     if options.loglik_graph == "separate":
         return SeparateScorer(runtime, options.work_elements)
     manifest = runtime.manifest
@@ -75,10 +85,40 @@ class SeparateScorer:
         self.numerics = f"separate/{runtime.provider}"
         self.device = "cuda" if runtime.provider == CUDA else "cpu"
 
+    def plan(self, k: int) -> tuple[str, int]:
+        return IMPORTANCE, k
+
     def estimate(self, x: np.ndarray, k: int, seed: int, checkpoint: Checkpoint = None) -> ImportanceEstimate:
         runtime = self.runtime
         return importance_sampled_loglik(runtime.encode, runtime.decode, runtime.likelihood, runtime.prior, x,
                                          latent_noise(seed, k, runtime.latent_dim), self.work_elements, checkpoint)
+
+
+class CategoricalScorer:
+    """Categorical latents (G groups of C categories) on the runtime's two graphs, in float64 on the host: the
+    exact sum over the C^G configurations when there are at most `enumeration_limit`, else the importance
+    estimate with z ~ q(z|x). The fused graph serves Gaussian latents only."""
+
+    def __init__(self, runtime: ModelRuntime, work_elements: int, enumeration_limit: int):
+        self.runtime, self.work_elements = runtime, work_elements
+        self.terms = runtime.manifest.latent.configurations
+        self.exact = self.terms <= enumeration_limit
+        how = (f"exact over its {self.terms} configurations" if self.exact else
+               f"importance-sampled: its {self.terms} configurations are over VAE_ENUMERATION_LIMIT={enumeration_limit}")
+        self.description = f"separate (categorical latents, {how}; the fused graph serves Gaussian latents only)"
+        self.numerics = f"separate/{runtime.provider}"
+        self.device = "cuda" if runtime.provider == CUDA else "cpu"
+
+    def plan(self, k: int) -> tuple[str, int]:
+        return (EXACT, self.terms) if self.exact else (IMPORTANCE, k)
+
+    def estimate(self, x: np.ndarray, k: int, seed: int, checkpoint: Checkpoint = None) -> ImportanceEstimate:
+        runtime = self.runtime
+        graphs = (runtime.encode, runtime.decode, runtime.likelihood, runtime.prior, x)
+        if self.exact:
+            return enumerated_loglik(*graphs, self.work_elements, checkpoint)
+        noise = category_noise(seed, k, runtime.prior.groups)
+        return categorical_importance_loglik(*graphs, noise, self.work_elements, checkpoint)
 
 
 class FusedScorer:
@@ -93,6 +133,9 @@ class FusedScorer:
         self.numerics = f"fused-{options.precision}/{runtime.provider}"
         self.latent_dim = runtime.latent_dim
         self.label = f"{runtime.manifest.name}:{runtime.manifest.version}"  # for error messages
+
+    def plan(self, k: int) -> tuple[str, int]:
+        return IMPORTANCE, k
 
     def estimate(self, x: np.ndarray, k: int, seed: int, checkpoint: Checkpoint = None) -> ImportanceEstimate:
         """Blocks of points times slices of K (modelrepo.likelihood.slicing); each slice of the noise is

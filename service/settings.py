@@ -47,6 +47,11 @@ class Settings(BaseSettings):
         "fused", description="/loglik on one fused graph per model (encoder, decoder, likelihood and log-mean-exp "
         "in float32 on the device; a model whose graphs cannot be joined falls back, and GET /models says why), "
         "or on the two graphs with the likelihood in float64 on the host (slower; docs/BENCHMARKS.md).")
+    enumeration_limit: int = Field(
+        4096, ge=0, description="/loglik on a model with categorical latents (G groups of C categories) sums over "
+        "every z exactly (`method: exact`, stderr 0) when it has at most this many configurations C^G, and "
+        "importance-samples k of them from q(z|x) above it (`method: importance`). The exact sum decodes C^G "
+        "latents per request, whatever k says. 0: always importance-sample.")
     loglik_precision: Literal["fp32", "fp16"] = Field(
         "fp32", description="Arithmetic of the decoder inside the fused graph; fp16 is faster on GPUs and less "
         "exact (docs/BENCHMARKS.md gives the difference in nats).")

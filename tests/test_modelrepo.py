@@ -31,6 +31,7 @@ def write_model(root, manifest_overrides=None, encoder=None, decoder=None, name=
                 "data_shape": [6], "latent_dim": 2, "likelihood": {"type": "bernoulli"},
                 "prior": {"type": "standard_normal"}, "encoder": "encoder.onnx", "decoder": "decoder.onnx"}
     manifest.update(manifest_overrides or {})
+    manifest = {key: value for key, value in manifest.items() if value is not None}  # None: leave the key out
     (folder / "manifest.json").write_text(json.dumps(manifest))
     onnx.save(encoder or linear_graph("x", 6, ["mu", "logvar"], 2), str(folder / "encoder.onnx"))
     onnx.save(decoder or linear_graph("z", 2, ["logits"], 6), str(folder / "decoder.onnx"))
@@ -92,4 +93,75 @@ def test_corrupt_graph_file(tmp_path):
     folder = write_model(tmp_path)
     (folder / "decoder.onnx").write_bytes(b"\x00garbage")
     with pytest.raises(GraphContractError, match="not a readable ONNX model"):
+        check_graphs(load_manifest(folder), folder)
+
+
+CATEGORICAL = {"latent_dim": 6, "latent": {"type": "categorical", "groups": 2, "categories": 3}, "prior": None}
+MIXTURE = {"type": "mixture_of_gaussians", "logits": [0.0, 1.0], "mean": [[0.0, 1.0], [1.0, 0.0]],
+           "logvar": [[0.0, 0.0], [0.5, 0.5]]}
+
+
+def categorical_graphs(encoder_tail=(2, 3), decoder_tail=(2, 3)):
+    """x [batch, 6] -> logits [batch, *encoder_tail]; z [batch, *decoder_tail] -> logits [batch, 6]."""
+    from tests.service.handmade import affine_graph
+
+    width = int(np.prod(encoder_tail))
+    encoder = affine_graph("x", (6,), {"logits": (np.zeros((6, width)), np.zeros(width), encoder_tail)})
+    decoder = affine_graph("z", decoder_tail, {"logits": (np.zeros((int(np.prod(decoder_tail)), 6)), np.zeros(6), (6,))})
+    return encoder, decoder
+
+
+def test_richer_manifests_load_with_their_defaults(tmp_path):
+    mixture = load_manifest(write_model(tmp_path, {"prior": MIXTURE}, name="mog"))
+    assert mixture.prior.type == "mixture_of_gaussians" and mixture.latent.type == "gaussian"
+    assert mixture.latent_shape == (2,)
+    encoder, decoder = categorical_graphs()
+    folder = write_model(tmp_path, CATEGORICAL, encoder, decoder, name="cat")
+    manifest = load_manifest(folder)  # no prior: uniform over the configurations
+    check_graphs(manifest, folder)
+    assert manifest.prior.type == "uniform_categorical" and manifest.latent_shape == (2, 3)
+    assert manifest.latent.configurations == 9
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({**CATEGORICAL, "latent_dim": 5}, "latent_dim: is 5, but a categorical latent of 2 groups x 3 categories has 6 "
+     "values; set latent_dim to groups x categories"),
+    ({**CATEGORICAL, "prior": MIXTURE}, "prior: type 'mixture_of_gaussians' does not go with a categorical latent, "
+     "which takes 'uniform_categorical' or 'categorical' (a missing prior means 'uniform_categorical')"),
+    ({"prior": {"type": "uniform_categorical"}}, "prior: type 'uniform_categorical' does not go with a gaussian "
+     "latent, which takes 'standard_normal' or 'mixture_of_gaussians'"),
+    ({**CATEGORICAL, "prior": {"type": "categorical", "logits": [[0, 1, 2], [0, 1]]}},
+     "prior.logits: is 2 rows of lengths [2, 3], expected [2][3]: one row per group (latent.groups=2) of "
+     "latent.categories=3 numbers"),
+    ({"prior": {**MIXTURE, "mean": [[0.0, 1.0, 2.0], [1.0, 0.0, 2.0]]}}, "prior.mean: is [2][3], expected [2][2]: "
+     "one row per component (C=2, the length of prior.logits) of latent_dim=2 numbers"),
+    ({"prior": {**MIXTURE, "logvar": [[0.0, 0.0]]}}, "prior.logvar: is [1][2], expected [2][2]"),
+    ({"prior": {**MIXTURE, "logits": []}}, "prior.logits: List should have at least 1 item"),
+    ({"prior": {**MIXTURE, "mean": None}}, "prior.mean: Input should be a valid list"),
+    ({"latent": {"type": "categorical", "groups": 0, "categories": 3}}, "latent.groups: Input should be greater than 0"),
+    ({"latent": {"type": "poisson"}}, "latent: Input tag 'poisson' found using 'type' does not match"),
+])
+def test_richer_manifest_errors_name_the_key_and_the_fix(tmp_path, overrides, message):
+    with pytest.raises(ManifestError) as caught:
+        load_manifest(write_model(tmp_path, overrides))
+    assert message in str(caught.value)
+
+
+def test_a_nan_in_a_prior_is_refused(tmp_path):
+    folder = write_model(tmp_path, {"prior": {**MIXTURE, "logvar": [[0.0, 0.0], [0.5, 0.5]]}})
+    text = (folder / "manifest.json").read_text().replace("0.5, 0.5", "NaN, 0.5")
+    (folder / "manifest.json").write_text(text)
+    with pytest.raises(ManifestError, match=r"prior.logvar.1.0: Input should be a finite number"):
+        load_manifest(folder)
+
+
+@pytest.mark.parametrize("encoder_tail, decoder_tail, message", [
+    ((6,), (2, 3), "encoder.onnx output 'logits': rank 2, expected \\[batch, \\*\\[2, 3\\]\\]"),
+    ((2, 3), (3, 2), "decoder.onnx input 'z': axis 1 is 3, expected 2"),
+    ((2, 3), (6,), "decoder.onnx input 'z': rank 2, expected \\[batch, \\*\\[2, 3\\]\\]"),
+])
+def test_categorical_graphs_must_take_and_give_groups_by_categories(tmp_path, encoder_tail, decoder_tail, message):
+    encoder, decoder = categorical_graphs(encoder_tail, decoder_tail)
+    folder = write_model(tmp_path, CATEGORICAL, encoder, decoder)
+    with pytest.raises(GraphContractError, match=message):
         check_graphs(load_manifest(folder), folder)

@@ -10,7 +10,7 @@ router = APIRouter(tags=["latents"], responses=ERRORS)
 
 
 async def encode_batch(service: VaeService, call: Call) -> Reply:
-    """Encode data into q(z|x): mu and logvar per point, and samples of z when asked."""
+    """Encode data into q(z|x): mu and logvar per point (logits for categorical latents), and samples of z when asked."""
     params, x = parse_request(call, EncodeParams, EncodeRequest, "x")
     model, result = await service.encode(params.model, x, params.samples, params.seed)
     return reply(call, {"model": model, **result})
@@ -24,7 +24,7 @@ async def decode_batch(service: VaeService, call: Call) -> Reply:
 
 
 router.post("/encode", response_model=EncodeResponse, response_model_exclude_none=True,
-            responses=binary_response("mu, logvar (and z) as arrays, model as a string."),
+            responses=binary_response("mu, logvar or logits (and z) as arrays, model as a string."),
             openapi_extra=body_documentation(EncodeRequest, "x", "The points to encode, as JSON or .npy."),
             )(direct(encode_batch))
 router.post("/decode", response_model=DecodeResponse, response_model_exclude_none=True,

@@ -23,14 +23,15 @@ router = APIRouter(tags=["likelihood"], responses=ERRORS)
 
 
 async def score_batch(service: VaeService, call: Call) -> Reply:
-    """Importance-sampled log p(x) per point, with its standard error and the ELBO."""
+    """log p(x) per point, with its standard error and the ELBO: importance-sampled, or exact (categorical latents
+    with few configurations)."""
     params, x = parse_request(call, LoglikParams, LoglikRequest, "x")
-    model, result = await service.loglik(params.model, x, params.k, params.seed)
-    return reply(call, {"model": model, "k": params.k, **result})
+    model, how, result = await service.loglik(params.model, x, params.k, params.seed)
+    return reply(call, {"model": model, **how, **result})
 
 
 router.post("/loglik", response_model=LoglikResponse,
-            responses=binary_response("loglik, stderr and elbo as arrays, k as a number, model as a string."),
+            responses=binary_response("loglik, stderr and elbo as arrays, k as a number, model and method as strings."),
             openapi_extra=body_documentation(LoglikRequest, "x", "The points to score, as JSON or .npy."),
             )(direct(score_batch))
 
@@ -47,5 +48,5 @@ async def score_point(
                     BeforeValidator(plain_digits)] = 0,
 ) -> ArrayJSONResponse:
     """log p(x) of one data point sent in the query string."""
-    reference, result = await service.loglik(model, [parse_csv_point(x, "x")], k, seed)
-    return ArrayJSONResponse({"model": reference, "k": k, **{name: value[0] for name, value in result.items()}})
+    reference, how, result = await service.loglik(model, [parse_csv_point(x, "x")], k, seed)
+    return ArrayJSONResponse({"model": reference, **how, **{name: value[0] for name, value in result.items()}})

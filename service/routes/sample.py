@@ -10,7 +10,7 @@ router = APIRouter(tags=["generation"], responses=ERRORS)
 
 
 async def sample_model(service: VaeService, call: Call) -> Reply:
-    """Draw z from the prior (scaled by temperature) and decode it."""
+    """Draw z from the model's prior (at the given temperature) and decode it."""
     body = parse_json_request(call, SampleRequest)
     model, result = await service.sample(body.model, body.n, body.seed, body.temperature, body.mode)
     return reply(call, {"model": model, **result})

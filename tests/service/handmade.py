@@ -39,6 +39,7 @@ def write_model(root: Path, name: str, version: int, data_shape: tuple[int, ...]
     manifest = {"format": "vae-onnx/1", "name": name, "version": version, "data_shape": list(data_shape),
                 "latent_dim": latent_dim, "likelihood": {"type": likelihood}, "prior": {"type": "standard_normal"},
                 "encoder": "encoder.onnx", "decoder": "decoder.onnx", **extra}
+    manifest = {key: value for key, value in manifest.items() if value is not None}  # prior=None: no prior key
     (folder / "manifest.json").write_text(json.dumps(manifest))
     return folder
 
@@ -121,3 +122,100 @@ class OneDimensionalBernoulli:
 
     def write(self, root: Path, name: str = "bern1d", version: int = 1) -> Path:
         return write_model(root, name, version, self.data_shape, 1, "bernoulli", self.encoder, self.decoder)
+
+
+class LinearGaussianMixture(LinearGaussian):
+    """LinearGaussian's decoder under a mixture-of-Gaussians prior p(z) = sum_c pi_c N(m_c, S_c), S_c diagonal:
+    log p(x) = log sum_c pi_c N(x; W m_c + b, W S_c W^T + s2 I). The encoder is the standard-normal model's
+    posterior, widened: a proposal, not the posterior (which is a mixture)."""
+
+    def __init__(self, logits=(0.4, -0.5, 0.1), mean=None, logvar=None, proposal_widen=3.0, seed=7):
+        super().__init__(proposal_widen=proposal_widen, seed=seed)
+        rng = np.random.default_rng(seed + 1)
+        components = len(logits)
+        self.logits = np.asarray(logits, np.float64)
+        self.mean = rng.normal(scale=0.8, size=(components, self.latent_dim)) if mean is None else np.asarray(mean)
+        self.logvar = (rng.uniform(-1.0, 0.5, size=(components, self.latent_dim)) if logvar is None
+                       else np.asarray(logvar))
+
+    @property
+    def prior(self) -> dict:
+        return {"type": "mixture_of_gaussians", "logits": self.logits.tolist(), "mean": self.mean.tolist(),
+                "logvar": self.logvar.tolist()}
+
+    def exact_loglik(self, x: np.ndarray) -> np.ndarray:
+        from scipy import special, stats
+
+        log_weights = special.log_softmax(self.logits)
+        per_component = [
+            log_weights[c] + stats.multivariate_normal(
+                self.weight @ self.mean[c] + self.bias,
+                self.weight @ np.diag(np.exp(self.logvar[c])) @ self.weight.T + self.noise_var * np.eye(self.data_dim),
+            ).logpdf(x)
+            for c in range(len(self.logits))
+        ]
+        return special.logsumexp(per_component, axis=0)
+
+    def write(self, root: Path, name: str = "mog", version: int = 1) -> Path:
+        return write_model(root, name, version, (self.data_dim,), self.latent_dim, "gaussian", self.encoder,
+                           self.decoder, prior=self.prior)
+
+
+class SmallCategorical:
+    """G = 2 groups of C = 3 categories, a Bernoulli decoder over 4 values: logits = flat(z) V + c; the encoder's
+    logits [G, C] = x A + a. Its log p(x) is a sum of C^G = 9 terms, computed here by brute force in float64."""
+
+    groups, categories, data_dim = 2, 3, 4
+
+    def __init__(self, prior_logits=None, seed=5):
+        rng = np.random.default_rng(seed)
+        width = self.groups * self.categories
+        self.encoder_weight, self.encoder_bias = rng.normal(size=(self.data_dim, width)), rng.normal(size=width)
+        self.decoder_weight = rng.normal(scale=2.0, size=(width, self.data_dim))
+        self.decoder_bias = rng.normal(size=self.data_dim)
+        self.prior_logits = None if prior_logits is None else np.asarray(prior_logits, np.float64)  # None: uniform
+        shape = (self.groups, self.categories)
+        self.encoder = affine_graph("x", (self.data_dim,), {"logits": (self.encoder_weight, self.encoder_bias, shape)})
+        self.decoder = affine_graph("z", shape, {"logits": (self.decoder_weight, self.decoder_bias, (self.data_dim,))})
+
+    def encode(self, x: np.ndarray) -> np.ndarray:
+        """x (N, D) -> the encoder's logits (N, G, C) in float64."""
+        return (x @ self.encoder_weight + self.encoder_bias).reshape(len(x), self.groups, self.categories)
+
+    def prior_log_probs(self) -> np.ndarray:
+        from scipy import special
+
+        logits = np.zeros((self.groups, self.categories)) if self.prior_logits is None else self.prior_logits
+        return special.log_softmax(logits, axis=-1)
+
+    def exact(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(log p(x), the exact ELBO) per point: every configuration of z, one by one, in float64."""
+        import itertools
+
+        from scipy import special
+
+        log_prior, groups = self.prior_log_probs(), np.arange(self.groups)
+        logliks, elbos = [], []
+        for row, logits in zip(x.astype(np.float64), self.encode(x.astype(np.float64))):
+            log_q = special.log_softmax(logits, axis=-1)
+            joints, elbo = [], 0.0
+            for categories in itertools.product(range(self.categories), repeat=self.groups):
+                z = np.zeros((self.groups, self.categories))
+                z[groups, categories] = 1.0
+                decoded = z.reshape(-1) @ self.decoder_weight + self.decoder_bias
+                joint = (row * decoded - np.logaddexp(0.0, decoded)).sum() + log_prior[groups, categories].sum()
+                q = log_q[groups, categories].sum()
+                joints.append(joint)
+                elbo += math.exp(q) * (joint - q)
+            logliks.append(special.logsumexp(joints))
+            elbos.append(elbo)
+        return np.array(logliks), np.array(elbos)
+
+    @property
+    def prior(self) -> dict | None:
+        return None if self.prior_logits is None else {"type": "categorical", "logits": self.prior_logits.tolist()}
+
+    def write(self, root: Path, name: str = "cat", version: int = 1) -> Path:
+        latent = {"type": "categorical", "groups": self.groups, "categories": self.categories}
+        return write_model(root, name, version, (self.data_dim,), self.groups * self.categories, "bernoulli",
+                           self.encoder, self.decoder, latent=latent, prior=self.prior)

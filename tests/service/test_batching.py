@@ -102,12 +102,13 @@ def test_loglik_coalesces_only_requests_with_the_same_k_and_seed(repository, mak
     requests = [(x.tolist(), 300, i % 2) for i, x in enumerate(batches)]  # two seeds: two runs
     answers = concurrently(batched, *(lambda r=r: service.loglik("linear:2", *r) for r in requests))
     assert runs_of(service, "loglik") == (2, 6)
-    for (points, k, seed), (_, result) in zip(requests, answers):
+    for (points, k, seed), (_, how, result) in zip(requests, answers):
+        assert how == {"method": "importance", "k": k}
         expected = alone.post("/loglik", json={"model": "linear:2", "x": points, "k": k, "seed": seed}).json()
         assert [result[f].tolist() for f in ("loglik", "stderr", "elbo")] == [expected[f] for f in ("loglik", "stderr", "elbo")]
     # The other seed gives other numbers (a poor proposal), so a run that mixed the seeds could not pass above.
     other = alone.post("/loglik", json={"model": "linear:2", "x": requests[0][0], "k": 300, "seed": 1}).json()
-    assert other["loglik"] != answers[0][1]["loglik"].tolist()
+    assert other["loglik"] != answers[0][2]["loglik"].tolist()
 
 
 def test_a_run_holds_at_most_batch_max_points_and_never_splits_a_request(repository, make_client):

@@ -51,7 +51,8 @@ def test_flat_points_and_get_agree_with_nested_post(client):
     flat = client.post("/loglik", json={"model": "bern1d", "x": [point], "k": 300}).json()
     single = client.get("/loglik", params={"model": "bern1d", "x": "1,0,1,1,0,0", "k": 300}).json()
     assert nested == flat
-    assert single == {"model": "bern1d:1", "k": 300, "loglik": flat["loglik"][0], "stderr": flat["stderr"][0],
+    assert flat["method"] == "importance" and flat["k"] == 300
+    assert single == {"model": "bern1d:1", "method": "importance", "k": 300, "loglik": flat["loglik"][0], "stderr": flat["stderr"][0],
                       "elbo": flat["elbo"][0]}
 
 
