@@ -24,15 +24,17 @@ from torch import nn
 
 from modelrepo import FORMAT, check_graphs, load_manifest, sha256_of
 from modelrepo.contract import (
+    CATEGORICAL_LATENT,
     DECODER_FILE,
     DECODER_INPUT,
     DECODER_OUTPUTS,
     ENCODER_FILE,
     ENCODER_INPUT,
+    ENCODER_LOGITS,
     ENCODER_OUTPUTS,
     MANIFEST_FILE,
     NAME_PATTERN,
-    STANDARD_NORMAL,
+    UNIFORM_CATEGORICAL,
 )
 from training.model import VAE
 
@@ -43,9 +45,6 @@ PARITY_BATCH_SIZES = (1, 3, 64)  # several sizes, so a batch size baked into a g
 
 class ExportError(RuntimeError):
     """The export would not produce a model that keeps the contract."""
-
-
-CATEGORICAL_ENCODER_OUTPUTS = ("logits",)  # [batch, G, C] (shared/CONTRACT.md, "Richer models")
 
 
 class EncoderGraph(nn.Module):
@@ -76,7 +75,7 @@ def output_names(vae: VAE) -> list[str]:
 
 
 def encoder_output_names(vae: VAE) -> list[str]:
-    return list(CATEGORICAL_ENCODER_OUTPUTS if vae.config.latent == "categorical" else ENCODER_OUTPUTS)
+    return [ENCODER_LOGITS] if vae.config.latent == "categorical" else list(ENCODER_OUTPUTS)
 
 
 def latent_shape(vae: VAE) -> tuple[int, ...]:
@@ -124,9 +123,7 @@ def export_model(
         manifest = _manifest(vae, name, version, staging, parity, extra_manifest or {})
         (staging / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
         # The folder must be named <name>/<version> for load_manifest; check under the final name's parts.
-        validated = _validated(staging, name, version)
-        if vae.config.latent == "gaussian":  # check_parity has checked the categorical graphs' names and shapes
-            check_graphs(validated, staging)
+        check_graphs(_validated(staging, name, version), staging)
         _move_into_place(staging, target)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
@@ -184,8 +181,8 @@ def _latent_entries(vae: VAE) -> dict:
     """The manifest's `prior` (and, for categorical latents, `latent`) entries."""
     config = vae.config
     if config.latent == "categorical":
-        return {"latent": {"type": "categorical", "groups": config.groups, "categories": config.categories},
-                "prior": {"type": "uniform_categorical"}}
+        return {"latent": {"type": CATEGORICAL_LATENT, "groups": config.groups, "categories": config.categories},
+                "prior": {"type": UNIFORM_CATEGORICAL}}
     return {"prior": vae.prior.manifest()}
 
 
@@ -217,22 +214,12 @@ def _manifest(vae: VAE, name: str, version: int, folder: Path, parity: float, ex
 
 
 def _validated(staging: Path, name: str, version: int):
-    """Validate the staged manifest as if it already lived at <name>/<version>.
-
-    modelrepo validates the keys of the base contract; the richer models' `prior` and `latent` entries
-    (written by _latent_entries from the trained model, their values checked by the tests) are left out
-    of this check, so that the export does not depend on which richer keys modelrepo's schema knows.
-    """
+    """Validate the staged manifest as if it already lived at <name>/<version>."""
     with tempfile.TemporaryDirectory() as scratch:
         probe = Path(scratch) / name / str(version)
         probe.mkdir(parents=True)
         for item in staging.iterdir():
-            if item.name != MANIFEST_FILE:
-                os.symlink(item.resolve(), probe / item.name)
-        manifest = json.loads((staging / MANIFEST_FILE).read_text())
-        manifest.pop("latent", None)
-        manifest["prior"] = {"type": STANDARD_NORMAL}
-        (probe / MANIFEST_FILE).write_text(json.dumps(manifest))
+            os.symlink(item.resolve(), probe / item.name)
         return load_manifest(probe)
 
 

@@ -5,6 +5,7 @@ import math
 import torch
 from torch import nn
 
+from modelrepo.contract import MIXTURE_OF_GAUSSIANS, STANDARD_NORMAL
 from training.likelihoods import LOG_2PI, standard_normal_log_prob
 
 
@@ -16,7 +17,7 @@ class StandardNormalPrior(nn.Module):
         return standard_normal_log_prob(z)
 
     def manifest(self) -> dict:
-        return {"type": "standard_normal"}
+        return {"type": STANDARD_NORMAL}
 
 
 class MixtureOfGaussiansPrior(nn.Module):
@@ -41,7 +42,7 @@ class MixtureOfGaussiansPrior(nn.Module):
     def manifest(self) -> dict:
         """The contract's `prior` entry: float lists of the trained parameters."""
         return {
-            "type": "mixture_of_gaussians",
+            "type": MIXTURE_OF_GAUSSIANS,
             "logits": self.logits.detach().double().tolist(),
             "mean": self.mean.detach().double().tolist(),
             "logvar": self.logvar.detach().double().tolist(),
@@ -49,7 +50,7 @@ class MixtureOfGaussiansPrior(nn.Module):
 
 
 def build_prior(kind: str, components: int, latent_dim: int) -> nn.Module:
-    if kind == "mixture_of_gaussians":
+    if kind == MIXTURE_OF_GAUSSIANS:
         return MixtureOfGaussiansPrior(components, latent_dim)
     return StandardNormalPrior()
 
