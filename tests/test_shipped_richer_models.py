@@ -3,7 +3,6 @@ contract's "Richer models", and their files alone reproduce the figures the mani
 the ONNX graphs in float64 with modelrepo's NumPy math (the service's), independent of training/.
 """
 
-import math
 from pathlib import Path
 
 import numpy as np
