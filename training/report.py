@@ -1,38 +1,23 @@
 """The results table: every model in a repository beside its baselines, from the manifests alone."""
 
-import json
 import re
 from pathlib import Path
 
-from modelrepo.contract import MANIFEST_FILE
+from modelrepo import Manifest, ManifestError, load_manifest
+from modelrepo.contract import CATEGORICAL_LATENT, MIXTURE_OF_GAUSSIANS
 from modelrepo.files import write_atomic
 from training.presets import PRESETS
 
 MARKERS = ("<!-- results:start -->", "<!-- results:end -->")
 
 
-def latent_description(manifest: dict) -> str:
+def latent_description(manifest: Manifest) -> str:
     """'8', '8, prior: 50 Gaussians', or '4 x 8 categorical'."""
-    latent, prior = manifest.get("latent") or {}, manifest.get("prior") or {}
-    if latent.get("type") == "categorical":
-        return f"{latent['groups']} x {latent['categories']} categorical"
-    if prior.get("type") == "mixture_of_gaussians":
-        return f"{manifest['latent_dim']}, prior: {len(prior['logits'])} Gaussians"
-    return str(manifest["latent_dim"])
-
-
-def _manifests(repository: Path) -> list[dict]:
-    """Every readable manifest.json with test metrics. The figures are read as written; whether a model
-    is servable is the service's question, so richer manifests are listed whatever modelrepo's schema knows."""
-    found = []
-    for folder in sorted(p for p in Path(repository).glob("*/*") if p.is_dir() and not p.name.startswith(".")):
-        try:
-            manifest = json.loads((folder / MANIFEST_FILE).read_text())
-        except (OSError, ValueError):
-            continue
-        if isinstance(manifest, dict) and "test_loglik" in (manifest.get("metrics") or {}):
-            found.append(manifest)
-    return found
+    if manifest.latent.type == CATEGORICAL_LATENT:
+        return f"{manifest.latent.groups} x {manifest.latent.categories} categorical"
+    if manifest.prior.type == MIXTURE_OF_GAUSSIANS:
+        return f"{manifest.latent_dim}, prior: {len(manifest.prior.logits)} Gaussians"
+    return str(manifest.latent_dim)
 
 
 def results_markdown(repository: Path) -> str:
@@ -41,18 +26,24 @@ def results_markdown(repository: Path) -> str:
         "|---|---|---|---|---|---|---|---|",
     ]
     comparisons = []
-    for manifest in _manifests(repository):
-        metrics, name = manifest["metrics"], manifest["name"]
+    for folder in sorted(p for p in Path(repository).glob("*/*") if p.is_dir() and not p.name.startswith(".")):
+        try:
+            manifest = load_manifest(folder)
+        except ManifestError:
+            continue
+        metrics, name = getattr(manifest, "metrics", None) or {}, manifest.name
+        if "test_loglik" not in metrics:
+            continue
         preset = PRESETS.get(name)
         target = f">= {preset.target_loglik:g}" if preset and preset.target_loglik is not None else ""
         loglik = metrics["test_loglik"]
         exact = " (exact)" if metrics.get("method") == "exact" else ""
         lines.append(
-            f"| {name}:{manifest['version']} | {manifest['likelihood']['type']} | {latent_description(manifest)} "
+            f"| {name}:{manifest.version} | {manifest.likelihood.type} | {latent_description(manifest)} "
             f"| **{loglik:.2f}**{exact} | {metrics['test_loglik_is_stderr']:.3f} | {metrics['test_elbo']:.2f} "
-            f"| {metrics['active_units']} / {manifest['latent_dim']} | {target} |"
+            f"| {metrics['active_units']} / {manifest.latent_dim} | {target} |"
         )
-        for baseline in manifest.get("baselines") or []:
+        for baseline in getattr(manifest, "baselines", None) or []:
             comparisons.append(
                 f"| {name} | {baseline['name']} | {baseline['chosen']} | {baseline['test_loglik']:.2f} "
                 f"| {loglik - baseline['test_loglik']:+.2f} |"
