@@ -202,7 +202,7 @@ def build_parser() -> argparse.ArgumentParser:
     compare = commands.add_parser("compare-estimators",
                                   help="the categorical latents' estimators on digits-binary: log p(x), ELBO, "
                                        "gradient variance, time per epoch")
-    compare.add_argument("--epochs", type=int, default=100, help="training epochs per estimator")
+    compare.add_argument("--epochs", type=int, default=60, help="training epochs per estimator")
     compare.add_argument("--draws", type=int, default=200, help="gradient draws for the variance")
     compare.add_argument("--output", default="docs/ESTIMATORS.md")
     compare.set_defaults(handler=cmd_compare_estimators)

@@ -1,6 +1,6 @@
 """The estimators of categorical latents compared on digits-binary; writes docs/ESTIMATORS.md.
 
-    python -m training compare-estimators --epochs 100 --output docs/ESTIMATORS.md
+    OMP_NUM_THREADS=1 python -m training compare-estimators --epochs 60 --output docs/ESTIMATORS.md
 
 Each estimator trains the same model from the same seed; then, at one fixed set of parameters (the exact
 run's final ones), each draws many gradients of the ELBO on one fixed batch, whose spread around the
@@ -58,7 +58,8 @@ def compare(epochs: int, draws: int, seed: int = 0) -> tuple[dict, list[dict]]:
     test = torch.from_numpy(dataset.test.reshape(len(dataset.test), -1))
     base = dataclasses.replace(preset.train, epochs=epochs, warmup_epochs=max(1, epochs // 10), seed=seed,
                                eval_every=epochs)
-    settings = {"model": preset.model.to_dict(), "train": base.to_dict(), "draws": draws}
+    settings = {"model": preset.model.to_dict(), "train": base.to_dict(), "draws": draws,
+                "threads": torch.get_num_threads()}
     rows, runs = [], {}
     with tempfile.TemporaryDirectory() as scratch:
         for label, overrides in VARIANTS.items():
@@ -88,8 +89,8 @@ def estimators_markdown(settings: dict, rows: list[dict]) -> str:
     lines = [
         "# Estimators for categorical latents, compared",
         "",
-        f"Written by `python -m training compare-estimators --epochs {train_settings['epochs']} --draws "
-        f"{settings['draws']}` (training/compare.py). Data: digits-binary (README, \"Evaluation protocol\"). Model: "
+        f"Written by `OMP_NUM_THREADS={settings['threads']} python -m training compare-estimators --epochs "
+        f"{train_settings['epochs']} --draws {settings['draws']}` (training/compare.py). Data: digits-binary (README, \"Evaluation protocol\"). Model: "
         f"the `digits-binary-discrete` preset, {model['groups']} groups of {model['categories']} categories "
         f"({model['categories'] ** model['groups']} configurations), MLP {list(model['hidden'])}, Bernoulli decoder. "
         f"Each estimator trains it from seed {train_settings['seed']} for {train_settings['epochs']} epochs "
@@ -102,7 +103,7 @@ def estimators_markdown(settings: dict, rows: list[dict]) -> str:
         "Variance is the trace of their covariance, bias² the squared distance of their mean from the exact "
         "gradient less the part the noise of that mean explains (variance / draws), both divided by "
         "|exact gradient|²; an unbiased estimator's bias² is about 0, of either sign. The exact estimator has neither.",
-        "- Time per epoch: wall clock on a shared 2-core machine, one thread; a rough guide only.",
+        f"- Time per epoch: wall clock on a shared 2-core machine, {settings['threads']} thread(s); a rough guide only.",
         "",
         "| estimator | test log p(x) (exact) | test ELBO (exact) | gradient variance / abs(g)² | bias² / abs(g)² | s per epoch |",
         "|---|---|---|---|---|---|",
