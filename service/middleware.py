@@ -8,16 +8,13 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.budget import WorkBudget, current_budget
 from service.metrics import Metrics
+from service.routes.bodies import Reply
 
 UNBUDGETED = ("/health/", "/metrics")  # answered at once, whatever the load: never shed, never timed out
 
 
 async def send_json_error(send: Send, status: int, detail: str, headers: dict[str, str] | None = None) -> None:
-    body = orjson.dumps({"detail": detail})
-    extra = [(name.lower().encode(), value.encode()) for name, value in (headers or {}).items()]
-    await send({"type": "http.response.start", "status": status, "headers": [
-        (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), *extra]})
-    await send({"type": "http.response.body", "body": body})
+    await Reply(orjson.dumps({"detail": detail}), status=status, headers=headers).send(send)
 
 
 class BodyLimits:
