@@ -73,6 +73,8 @@ def test_build_without_baselines(tmp_path):
         (["train", "--preset", "digits", "--objective", "iwae", "--free-bits", "1"], "free_bits applies"),
         (["evaluate", "--checkpoint", "nothing.pt"], "no such checkpoint"),
         (["train", "--dataset", "digits", "--hidden", "a,b"], "comma-separated integers"),
+        (["train", "--preset", "digits", "--device", "tpu"], "--device 'tpu'"),
+        (["train", "--preset", "digits", "--device", "cuda"], "sees no CUDA GPU; use --device cpu"),
     ],
 )
 def test_errors_are_one_clear_line(tmp_path, args, message):

@@ -63,14 +63,15 @@ def enumerate_configurations(model: VAE, x: torch.Tensor, logits: torch.Tensor) 
     return log_px, torch.stack(expected_parts, 1).sum(1)
 
 
-def gumbel_noise(shape: torch.Size, generator: torch.Generator | None, dtype: torch.dtype) -> torch.Tensor:
-    u = torch.rand(shape, generator=generator, dtype=dtype).clamp(1e-10, 1.0 - 1e-7)
+def gumbel_noise(shape: torch.Size, generator: torch.Generator | None, dtype: torch.dtype,
+                 device: torch.device | str = "cpu") -> torch.Tensor:
+    u = torch.rand(shape, generator=generator, dtype=dtype).to(device).clamp(1e-10, 1.0 - 1e-7)
     return -torch.log(-torch.log(u))
 
 
 def sample_indices(logits: torch.Tensor, samples: int, generator: torch.Generator | None) -> torch.Tensor:
     """`samples` draws from q(z|x) by Gumbel-max: logits (N, G, C) -> category indices (N, samples, G)."""
-    noise = gumbel_noise((logits.shape[0], samples, *logits.shape[1:]), generator, logits.dtype)
+    noise = gumbel_noise((logits.shape[0], samples, *logits.shape[1:]), generator, logits.dtype, logits.device)
     return (logits[:, None] + noise).argmax(-1)
 
 

@@ -64,7 +64,7 @@ TRAIN_FLAGS = {
 
 def _add_config_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--preset", choices=sorted(PRESETS), help="start from a shipped model's recipe")
-    parser.add_argument("--dataset", help="digits, digits-binary, or a .npy/.npz/.csv file of rows")
+    parser.add_argument("--dataset", help="digits, digits-binary, mnist-binary, or a .npy/.npz/.csv file of rows")
     parser.add_argument("--test-file", help="a separate test file (else 25%% of the rows, random_state 0)")
     parser.add_argument("--key", help="array name inside an .npz file")
     for flags in (MODEL_FLAGS, TRAIN_FLAGS):
@@ -100,14 +100,14 @@ def cmd_train(args: argparse.Namespace) -> None:
     from training.pipeline import run_training
 
     name, data, model, train = _configs(args)
-    checkpoint = run_training(data, model, train, Path(args.checkpoint or f"runs/{name}.pt"), args.resume)
+    checkpoint = run_training(data, model, train, Path(args.checkpoint or f"runs/{name}.pt"), args.resume, args.device)
     print(f"best validation log-likelihood {checkpoint.best_score:.3f} nats at epoch {checkpoint.best_epoch}")
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
     from training.pipeline import run_evaluation
 
-    metrics = run_evaluation(Path(args.checkpoint), args.k, args.seed)
+    metrics = run_evaluation(Path(args.checkpoint), args.k, args.seed, args.device)
     print(json.dumps({k: v for k, v in metrics.items() if k != "kl_per_dim"}, indent=2))
 
 
@@ -131,8 +131,8 @@ def cmd_build(args: argparse.Namespace) -> None:
 
     name, data, model, train = _configs(args)
     checkpoint_path = Path(args.checkpoint or f"runs/{name}.pt")
-    run_training(data, model, train, checkpoint_path, args.resume)
-    metrics = run_evaluation(checkpoint_path, args.k, 0)
+    run_training(data, model, train, checkpoint_path, args.resume, args.device)
+    metrics = run_evaluation(checkpoint_path, args.k, 0, args.device)
     if args.baselines:
         run_baselines(data, model, train, checkpoint_path)
     path = run_export(checkpoint_path, Path(args.repository), args.name or name, args.version, args.force)
@@ -206,6 +206,8 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--draws", type=int, default=200, help="gradient draws for the variance")
     compare.add_argument("--output", default="docs/ESTIMATORS.md")
     compare.set_defaults(handler=cmd_compare_estimators)
+    for command in (train, evaluate, build):
+        command.add_argument("--device", default="cpu", help="torch device: cpu, or cuda (cuda:N) where a GPU is")
     return parser
 
 

@@ -4,9 +4,13 @@ Protocol for the built-in sets (README, "Evaluation protocol"):
     X = load_digits().data; X_train, X_test = train_test_split(X, test_size=0.25, random_state=0)
     digits:        x = (pixel + u) / 17, u ~ U(0, 1), fresh each epoch; test u from default_rng(0)
     digits-binary: x = (pixel >= 8)
-The validation split is carved from X_train (random_state 0) and never touches X_test.
+    mnist-binary:  Burda et al. (2016), training/mnist.py: a fresh Bernoulli draw of each training image
+                   every epoch; validation (the last 10,000 training images) and test binarised once
+The validation split is carved from X_train (random_state 0) and never touches X_test; mnist-binary has its
+own fixed validation rows.
 """
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,9 +18,10 @@ import numpy as np
 from sklearn.model_selection import train_test_split
 
 from training.config import DataConfig, Likelihood
+from training.mnist import binarize, binarized_mnist_splits
 
 DIGITS_LEVELS = 17  # pixel values are the integers 0..16
-BUILTIN = ("digits", "digits-binary")
+BUILTIN = ("digits", "digits-binary", "mnist-binary")
 
 
 class DataError(ValueError):
@@ -29,20 +34,27 @@ class Dataset:
     train: np.ndarray  # (N, *data_shape) float32, before dequantisation
     test: np.ndarray  # (M, *data_shape) float32, ready to score
     dequantize_levels: int | None = None  # when set, observe() adds U(0,1) noise and divides by this
+    binarize: bool = False  # when set, train holds grey levels and observe() draws Bernoulli pixels from them
+    validation: np.ndarray | None = None  # fixed validation rows, ready to score; else carved from train
 
     @property
     def data_shape(self) -> tuple[int, ...]:
         return tuple(self.train.shape[1:])
 
     def observe(self, raw: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        """What the model sees of `raw`: dequantised with noise from `rng`, or `raw` itself."""
+        """What the model sees of `raw`: dequantised or binarised with noise from `rng`, or `raw` itself."""
+        if self.binarize:
+            return binarize(raw, rng)
         if self.dequantize_levels is None:
             return raw
         noise = rng.uniform(size=raw.shape)
         return ((raw + noise) / self.dequantize_levels).astype(np.float32)
 
     def split_validation(self, fraction: float) -> tuple[np.ndarray, np.ndarray]:
-        """(training rows before dequantisation, validation rows ready to score); fixed by random_state 0."""
+        """(training rows before dequantisation, validation rows ready to score); fixed by random_state 0,
+        or the dataset's own validation rows when it has them."""
+        if self.validation is not None:
+            return self.train, self.validation
         if len(self.train) < 4:
             raise DataError(f"{self.name}: {len(self.train)} training rows; at least 4 are needed")
         train_raw, val_raw = train_test_split(self.train, test_size=fraction, random_state=0)
@@ -52,10 +64,11 @@ class Dataset:
 def load_dataset(config: DataConfig, likelihood: Likelihood) -> Dataset:
     """Load and check the data named by `config` for a model with this likelihood."""
     if config.source in BUILTIN:
-        dataset = _load_digits(binary=config.source == "digits-binary")
+        dataset = _load_mnist_binary() if config.source == "mnist-binary" else _load_digits(config.source == "digits-binary")
         if config.data_shape is not None:
-            dataset = Dataset(dataset.name, _reshape(dataset.train, config.data_shape, dataset.name),
-                              _reshape(dataset.test, config.data_shape, dataset.name), dataset.dequantize_levels)
+            reshape = lambda rows: None if rows is None else _reshape(rows, config.data_shape, dataset.name)
+            dataset = dataclasses.replace(dataset, train=reshape(dataset.train), test=reshape(dataset.test),
+                                          validation=reshape(dataset.validation))
     else:
         rows = _read_rows(Path(config.source), config.key, config.data_shape)
         if config.test_source is not None:
@@ -81,6 +94,13 @@ def check_values(x: np.ndarray, likelihood: Likelihood, what: str) -> None:
             f"{what} has values in [{x.min():g}, {x.max():g}]; a Bernoulli likelihood needs [0, 1] "
             "(binarise or rescale the data, or use --likelihood gaussian)"
         )
+
+
+def _load_mnist_binary() -> Dataset:
+    train_grey, validation, test = binarized_mnist_splits()  # (50000, 784), (10000, 784), (10000, 784)
+    shape = (-1, 28, 28)
+    return Dataset("mnist-binary", train_grey.reshape(shape), test.reshape(shape), binarize=True,
+                   validation=validation.reshape(shape))
 
 
 def _load_digits(binary: bool) -> Dataset:

@@ -27,7 +27,7 @@ def importance_log_weights(
     if model.config.latent == "categorical":
         return categorical_importance_log_weights(model, x, k, generator, *posterior)
     mu, logvar = posterior  # (N, L)
-    eps = torch.randn(mu.shape[0], k, mu.shape[1], generator=generator, dtype=mu.dtype)  # (N, k, L)
+    eps = torch.randn(mu.shape[0], k, mu.shape[1], generator=generator, dtype=mu.dtype).to(mu.device)  # (N, k, L)
     z = mu[:, None] + torch.exp(0.5 * logvar)[:, None] * eps  # (N, k, L)
     log_prior_ratio = model.prior.log_prob(z) - proposal_log_prob(eps, logvar[:, None])  # (N, k)
     return model.log_px_given_z(x[:, None], z) + kl_weight * log_prior_ratio
@@ -57,7 +57,7 @@ def importance_sampled_loglik(
         accumulator = LogMeanExpAccumulator(len(points))
         for done in range(0, k, chunk):
             log_w = importance_log_weights(model, points, min(chunk, k - done), generator, posterior=posterior)
-            accumulator.add(log_w.double().numpy())
+            accumulator.add(log_w.double().cpu().numpy())
         parts.append(accumulator.result())
     return ImportanceEstimate(*(np.concatenate(arrays) for arrays in zip(*(vars(p).values() for p in parts))))
 
@@ -76,7 +76,7 @@ def exact_loglik(model: VAE, x: torch.Tensor, block: int = 64) -> ImportanceEsti
         points = x[start : start + block]
         logits = model.encode_logits(points)  # (n, G, C)
         loglik, expected_log_px = enumerate_configurations(model, points, logits)
-        logliks.append(loglik.double().numpy())
-        elbos.append((expected_log_px - categorical_kl(logits).sum(-1)).double().numpy())
+        logliks.append(loglik.double().cpu().numpy())
+        elbos.append((expected_log_px - categorical_kl(logits).sum(-1)).double().cpu().numpy())
     loglik = np.concatenate(logliks)
     return ImportanceEstimate(loglik=loglik, stderr=np.zeros_like(loglik), elbo=np.concatenate(elbos))

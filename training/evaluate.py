@@ -19,11 +19,13 @@ KL_SAMPLES = 100  # Monte Carlo draws per point for the KL to a mixture prior
 
 @torch.no_grad()
 def evaluate(
-    model: VAE, x: np.ndarray, k: int = 5000, seed: int = 0, block: int = 32, progress: bool = True
+    model: VAE, x: np.ndarray, k: int = 5000, seed: int = 0, block: int = 32, progress: bool = True,
+    device: str = "cpu",
 ) -> dict:
-    """Metrics on x (N, *data_shape), in nats per data point unless named otherwise."""
-    model.eval()
-    flat = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32).reshape(len(x), -1))
+    """Metrics on x (N, *data_shape), in nats per data point unless named otherwise; computed on `device`
+    with noise drawn on the CPU, so the figures do not depend on it beyond rounding."""
+    model = model.to(device).eval()
+    flat = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32).reshape(len(x), -1)).to(device)
     generator = torch.Generator().manual_seed(seed)
     if enumerates(model):
         estimate, method = exact_loglik(model, flat), "exact"
@@ -32,8 +34,8 @@ def evaluate(
                  for start in tqdm(range(0, len(flat), block), desc=f"log p(x), K={k}", unit="block",
                                    disable=not progress or None)]
         estimate, method = ImportanceEstimate.concatenate(parts), "importance"
-    kl_per_dim, posterior_mean = _kl_and_posterior_mean(model, flat, generator)
-    posterior_mean_variance = posterior_mean.double().var(0, unbiased=True)  # (L,) Cov_x(E_q[z_d])
+    kl_per_dim, posterior_mean = kl_and_posterior_mean(model, flat, generator)
+    posterior_mean_variance = posterior_mean.double().cpu().var(0, unbiased=True)  # (L,) Cov_x(E_q[z_d])
     n, data_dim = flat.shape
     loglik, stderr = estimate.loglik, estimate.stderr
     return {
@@ -47,13 +49,13 @@ def evaluate(
         "test_elbo": float(estimate.elbo.mean()),
         "test_kl": float(kl_per_dim.sum()),
         "bits_per_dim": float(-loglik.mean() / (data_dim * math.log(2))),
-        "kl_per_dim": [float(v) for v in kl_per_dim],
+        "kl_per_dim": [float(v) for v in kl_per_dim.cpu()],
         "active_units": int((posterior_mean_variance > ACTIVE_UNIT_THRESHOLD).sum()),
         "active_unit_threshold": ACTIVE_UNIT_THRESHOLD,
     }
 
 
-def _kl_and_posterior_mean(model: VAE, x: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+def kl_and_posterior_mean(model: VAE, x: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     """KL(q || p) averaged over x, per latent unit (L,) (one entry for a mixture prior, one per group for
     categorical latents), and E_q[z] per point (N, L) (for categorical latents, q's probabilities)."""
     config = model.config
@@ -63,7 +65,7 @@ def _kl_and_posterior_mean(model: VAE, x: torch.Tensor, generator: torch.Generat
     mu, logvar = model.encode(x)  # (N, L)
     if config.prior == "standard_normal":
         return gaussian_kl_per_dim(mu, logvar).double().mean(0), mu
-    eps = torch.randn(KL_SAMPLES, *mu.shape, generator=generator)  # (S, N, L)
+    eps = torch.randn(KL_SAMPLES, *mu.shape, generator=generator).to(mu.device)  # (S, N, L)
     z = mu + torch.exp(0.5 * logvar) * eps  # (S, N, L)
     monte_carlo = proposal_log_prob(eps, logvar) - model.prior.log_prob(z)  # (S, N)
     return monte_carlo.double().mean().reshape(1), mu

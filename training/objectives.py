@@ -32,7 +32,7 @@ def elbo_terms(
     log q(z|x) - log p(z) (N, 1), which does not split by dimension.
     """
     mu, logvar = model.encode(x)  # (N, L)
-    eps = torch.randn(mu.shape, generator=generator, dtype=mu.dtype)
+    eps = torch.randn(mu.shape, generator=generator, dtype=mu.dtype).to(mu.device)  # drawn on the CPU: same run on any device
     z = mu + torch.exp(0.5 * logvar) * eps  # (N, L)
     if model.config.prior == "standard_normal":
         kl = gaussian_kl_per_dim(mu, logvar)

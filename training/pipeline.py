@@ -24,22 +24,38 @@ def write_json_atomic(path: Path, value: object) -> None:
     write_atomic(path, (json.dumps(value, indent=2) + "\n").encode())
 
 
-def run_training(data: DataConfig, model: ModelConfig, train: TrainConfig, checkpoint_path: Path, resume: bool):
+def run_training(data: DataConfig, model: ModelConfig, train: TrainConfig, checkpoint_path: Path, resume: bool,
+                 device: str = "cpu"):
     from training.train import train as train_model
 
     dataset = load_dataset(data, model.likelihood)
     model = dataclasses.replace(model, data_shape=dataset.data_shape)  # the data (reshaped by --data-shape) decides
-    return train_model(dataset, data, model, train, checkpoint_path, resume=resume)
+    return train_model(dataset, data, model, train, checkpoint_path, resume=resume, device=check_device(device))
 
 
-def run_evaluation(checkpoint_path: Path, k: int, seed: int) -> dict:
+def check_device(device: str) -> str:
+    """`device` as torch names it, or ValueError saying what is available."""
+    import torch
+
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, ValueError):
+        raise ValueError(f"--device {device!r} is not a device; use cpu or cuda (cuda:N)") from None
+    if parsed.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device {device}: this torch sees no CUDA GPU; use --device cpu")
+    if parsed.type not in ("cpu", "cuda"):
+        raise ValueError(f"--device {device!r}: only cpu and cuda are supported")
+    return str(parsed)
+
+
+def run_evaluation(checkpoint_path: Path, k: int, seed: int, device: str = "cpu") -> dict:
     from training.evaluate import evaluate
 
     if k < 1:
         raise ValueError(f"--k must be >= 1, got {k}")
     checkpoint = load_checkpoint(checkpoint_path)
     dataset = load_dataset(checkpoint.data_config, checkpoint.model_config.likelihood)
-    metrics = evaluate(checkpoint.best_model(), dataset.test, k=k, seed=seed)
+    metrics = evaluate(checkpoint.best_model(), dataset.test, k=k, seed=seed, device=check_device(device))
     metrics.update(dataset=dataset.name, best_epoch=checkpoint.best_epoch,
                    best_val_loglik=checkpoint.best_score, n_train=len(dataset.train))
     write_json_atomic(sidecar(checkpoint_path, "metrics"), metrics)

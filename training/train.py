@@ -15,6 +15,7 @@ from tqdm.auto import tqdm
 from training.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from training.config import DataConfig, ModelConfig, TrainConfig
 from training.data import Dataset
+from training.evaluate import kl_and_posterior_mean
 from training.estimators import enumerates, exact_loglik, importance_sampled_loglik
 from training.model import VAE
 from training.objectives import check_compatible, training_loss
@@ -22,6 +23,16 @@ from training.objectives import check_compatible, training_loss
 
 def epoch_seed(seed: int, epoch: int) -> int:
     return int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0])
+
+
+@torch.no_grad()
+def validation_kl(model: VAE, x_val: torch.Tensor, rows: int = 1000) -> float:
+    """KL(q(z|x) || p(z)) in nats, averaged over the first `rows` validation points: shown while training,
+    so a collapsing posterior (KL near 0) is seen as it happens."""
+    model.eval()
+    kl_per_unit, _ = kl_and_posterior_mean(model, x_val[:rows], torch.Generator().manual_seed(0))
+    model.train()
+    return float(kl_per_unit.sum())
 
 
 def validation_score(model: VAE, x_val: torch.Tensor, samples: int) -> float:
@@ -44,11 +55,15 @@ def train(
     checkpoint_path: Path,
     resume: bool = False,
     progress: bool = True,
+    device: str = "cpu",
 ) -> Checkpoint:
-    """Train, saving `checkpoint_path` after every epoch; with `resume`, continue from it."""
+    """Train on `device`, saving `checkpoint_path` after every epoch; with `resume`, continue from it.
+
+    Every random draw is made on the CPU and moved to the device, so a run is the same draw for draw
+    wherever it runs (and resumes), up to the device's rounding."""
     check_compatible(model_config, train_config)
     torch.manual_seed(train_config.seed)
-    model = VAE(model_config)
+    model = VAE(model_config).to(device)
     optimizer = torch.optim.Adam(
         model.parameters(), lr=train_config.learning_rate, weight_decay=train_config.weight_decay
     )
@@ -70,7 +85,7 @@ def train(
             model_config, train_config, data_config, epochs_done=0, model_state={}, optimizer_state={},
             best_state=copy.deepcopy(model.state_dict()), best_score=-math.inf, best_epoch=0,
         )
-    flat = lambda a: torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32).reshape(len(a), -1))
+    flat = lambda a: torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32).reshape(len(a), -1)).to(device)
     train_raw, val_x = dataset.split_validation(train_config.val_fraction)
     val_x = flat(val_x)
     evaluations_without_gain = _evaluations_without_gain(state)
@@ -87,13 +102,13 @@ def train(
             group["lr"] = train_config.learning_rate_at(epoch)
         total = 0.0
         for start in range(0, len(order), train_config.batch_size):
-            batch = x_epoch[order[start : start + train_config.batch_size]]
+            batch = x_epoch[order[start : start + train_config.batch_size].to(device)]
             loss = training_loss(model, batch, train_config, epoch, generator, state.objective_state)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             total += loss.item() * len(batch)
-        record = {"epoch": epoch + 1, "train_loss": total / len(order)}
+        record = {"epoch": epoch + 1, "train_loss": total / len(order), "val_kl": validation_kl(model, val_x)}
         last = epoch + 1 == train_config.epochs
         if (epoch + 1) % train_config.eval_every == 0 or last:
             score = validation_score(model, val_x, train_config.eval_samples)
@@ -112,7 +127,7 @@ def train(
         state.model_state = model.state_dict()
         state.optimizer_state = optimizer.state_dict()
         save_checkpoint(state, checkpoint_path)
-        bar.set_postfix(loss=f"{record['train_loss']:.2f}", best_val=f"{state.best_score:.2f}")
+        bar.set_postfix(loss=f"{record['train_loss']:.2f}", kl=f"{record['val_kl']:.2f}", best_val=f"{state.best_score:.2f}")
     return state
 
 
