@@ -91,7 +91,7 @@ def train(
     evaluations_without_gain = _evaluations_without_gain(state)
     model.train()
     bar = tqdm(range(state.epochs_done, train_config.epochs), desc="train", unit="epoch",
-               initial=state.epochs_done, total=train_config.epochs, disable=not progress or None)
+               initial=state.epochs_done, total=train_config.epochs, disable=not progress)
     for epoch in bar:
         if state.finished:
             break
