@@ -232,3 +232,18 @@ def test_the_deadline_stops_a_long_sampling_request(repository, make_client):
 def metric_total(client, name):
     return sum(float(line.rsplit(" ", 1)[1]) for line in client.get("/metrics").text.splitlines()
                if line.startswith(name + "{") and 'operation="decode"' in line)
+
+
+def test_decode_takes_its_seed_in_the_query_string_with_an_npy_body(repository, make_client):
+    import io
+
+    client = make_client(repository)
+    z = np.random.default_rng(5).standard_normal((8, 1)).astype(np.float32)
+    body = io.BytesIO()
+    np.save(body, z)
+    binary = client.post("/decode", content=body.getvalue(), params={"model": "ar", "seed": 6},
+                         headers={"content-type": "application/x-npy"})
+    assert binary.status_code == 200, binary.text
+    assert binary.json() == client.post("/decode", json={"model": "ar", "z": z.tolist(), "seed": 6}).json()
+    expected = SmallAutoregressive().draw(z, generator(6).uniform(size=(8, 3)))
+    np.testing.assert_array_equal(binary.json()["x"], expected)
