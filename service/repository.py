@@ -233,6 +233,8 @@ def describe_model(repository: ModelRepository, name: str) -> dict:
     reload_errors = repository.reload_errors.get(name, {})
     versions = [
         {"version": v, "ready": True, "provider": m.runtime.provider, "loglik_graph": m.runtime.scorer.description,
+         "tier": m.runtime.scorer.tier, "precision": m.runtime.scorer.precision,
+         **({"kernel_tier": m.runtime.scorer.kernel_tier_reason} if m.runtime.scorer.kernel_tier_reason else {}),
          "autoregressive": m.runtime.autoregressive,
          "digest": m.digest,
          **({"reload_error": reload_errors[v]} if v in reload_errors else {}),

@@ -76,11 +76,15 @@ class RuntimeOptions:
     work_elements: int = _DEFAULTS["work_elements"].default
     cuda_work_elements: int = _DEFAULTS["cuda_work_elements"].default
     enumeration_limit: int = _DEFAULTS["enumeration_limit"].default
+    kernel_tier: str = _DEFAULTS["kernel_tier"].default
+    kernel_precision: str = _DEFAULTS["kernel_precision"].default
+    kernel_tolerance_nats: float = _DEFAULTS["kernel_tolerance_nats"].default
 
     @classmethod
     def from_settings(cls, settings: Settings, providers: list[str]) -> "RuntimeOptions":
         return cls(providers, settings.intra_op_threads, settings.loglik_graph, settings.loglik_precision,
-                   settings.work_elements, settings.cuda_work_elements, settings.enumeration_limit)
+                   settings.work_elements, settings.cuda_work_elements, settings.enumeration_limit,
+                   settings.kernel_tier, settings.kernel_precision, settings.kernel_tolerance_nats)
 
 
 class ModelRuntime:

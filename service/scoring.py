@@ -1,5 +1,8 @@
 """The scorer of a model version: how /loglik gets its numbers, chosen once, when the version loads.
 
+    KernelScorer     Triton kernels derived from the two graphs (service.kernels), when VAE_KERNEL_TIER allows,
+                     the graphs are MLPs and the kernels agree with the graphs at load; else one of:
+
     FusedScorer      the fused graph (service.fusion) in a session of its own: float32 on the device, only
                      3N numbers leave it
     SeparateScorer   the model's two graphs, the likelihood in float64 on the host (modelrepo.likelihood)
@@ -45,6 +48,9 @@ class Scorer(Protocol):
     numerics: str  # what decides the numbers besides the files: the path, its precision, the provider
     device: str  # "cuda" or "cpu": where the decoder runs
     work_elements: int  # the slice width: about this many values alive at once (modelrepo.likelihood.slicing)
+    tier: str  # GET /models' "tier": "onnxruntime", or "triton" (service.kernels)
+    precision: str  # GET /models' "precision": the matmuls' operands ("fp32", "fp16", "bf16")
+    kernel_tier_reason: str | None  # why the kernel tier does not serve the model (None: it does, or it is off)
 
     def plan(self, k: int) -> tuple[str, int]:
         """How a request for k samples is answered: (IMPORTANCE, k), or (EXACT, the number of terms summed)."""
@@ -56,7 +62,28 @@ class Scorer(Protocol):
 
 def build_scorer(runtime: ModelRuntime, encoder: bytes, decoder: bytes, session_options: ort.SessionOptions,
                  options: RuntimeOptions) -> Scorer:
-    """The scorer the options ask for; the separate one, saying why, when the fused graph cannot serve."""
+    """The kernel tier's scorer when it fits the model and passes its check (service.kernels.tier), else the ONNX
+    Runtime scorer the options ask for, which then carries the kernel tier's reason."""
+    onnx_scorer = _onnx_scorer(runtime, encoder, decoder, session_options, options)
+    if options.kernel_tier == "off":
+        return onnx_scorer
+    from service.kernels.tier import build_kernel_scorer  # torch and triton only past this point, and only if there
+
+    label = f"{runtime.manifest.name}:{runtime.manifest.version}"
+    reference = SeparateScorer(runtime, options.work_elements)  # the float32 graphs, the likelihood in float64
+    kernel_scorer, why = build_kernel_scorer(runtime, encoder, decoder, options, reference)
+    if kernel_scorer is not None:
+        log.info("model %s: Triton kernels (%s), %.2g nats from the ONNX graphs", label, kernel_scorer.precision,
+                 kernel_scorer.verified_difference)
+        return kernel_scorer
+    onnx_scorer.kernel_tier_reason = why
+    log.info("model %s: served by ONNX Runtime, not the kernel tier: %s", label, why)
+    return onnx_scorer
+
+
+def _onnx_scorer(runtime: ModelRuntime, encoder: bytes, decoder: bytes, session_options: ort.SessionOptions,
+                 options: RuntimeOptions) -> Scorer:
+    """The ONNX Runtime scorer the options ask for; the separate one, saying why, when the fused graph cannot serve."""
     if runtime.categorical:
         return CategoricalScorer(runtime, options.work_elements, options.enumeration_limit)
     if runtime.autoregressive:
@@ -82,6 +109,8 @@ def build_scorer(runtime: ModelRuntime, encoder: bytes, decoder: bytes, session_
 class SeparateScorer:
     """The runtime's encoder and decoder as they are, and modelrepo.likelihood's float64 estimate over them."""
 
+    tier, precision, kernel_tier_reason = "onnxruntime", "fp32", None
+
     def __init__(self, runtime: ModelRuntime, work_elements: int, why: str | None = None):
         self.runtime, self.work_elements = runtime, work_elements
         self.description = f"separate ({why})" if why else "separate"
@@ -102,6 +131,8 @@ class CategoricalScorer:
     """Categorical latents (G groups of C categories) on the runtime's two graphs, in float64 on the host: the
     exact sum over the C^G configurations when there are at most `enumeration_limit`, else the importance
     estimate with z ~ q(z|x). The fused graph serves Gaussian latents only."""
+
+    tier, precision, kernel_tier_reason = "onnxruntime", "fp32", None
 
     def __init__(self, runtime: ModelRuntime, work_elements: int, enumeration_limit: int):
         self.runtime, self.work_elements = runtime, work_elements
@@ -128,12 +159,14 @@ class CategoricalScorer:
 class FusedScorer:
     """x (N, *data_shape), eps (K, L) -> the importance estimate, its inputs and outputs bound on the device."""
 
+    tier, precision, kernel_tier_reason = "onnxruntime", "fp32", None
+
     def __init__(self, model_bytes: bytes, session_options: ort.SessionOptions, options: RuntimeOptions,
                  runtime: ModelRuntime):
         self.session = ort.InferenceSession(model_bytes, session_options, providers=options.providers)
         self.device = "cuda" if self.session.get_providers()[0] == CUDA else "cpu"
         self.work_elements = options.cuda_work_elements if self.device == "cuda" else options.work_elements
-        self.description = f"fused ({options.precision})"
+        self.description, self.precision = f"fused ({options.precision})", options.precision
         self.numerics = f"fused-{options.precision}/{runtime.provider}"
         self.latent_dim = runtime.latent_dim
         self.label = f"{runtime.manifest.name}:{runtime.manifest.version}"  # for error messages

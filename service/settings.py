@@ -55,6 +55,18 @@ class Settings(BaseSettings):
     loglik_precision: Literal["fp32", "fp16"] = Field(
         "fp32", description="Arithmetic of the decoder inside the fused graph; fp16 is faster on GPUs and less "
         "exact (docs/BENCHMARKS.md gives the difference in nats).")
+    kernel_tier: Literal["auto", "on", "off"] = Field(
+        "auto", description="/loglik on Triton kernels derived from each model's ONNX graphs (MLP encoders and "
+        "decoders; the decoder's last layer fused with the likelihood), verified against the float32 graphs at "
+        "load; a model they do not fit, or that fails the check, stays on ONNX Runtime and GET /models says why. "
+        "auto: when torch, triton (the `gpu` extra) and a CUDA device are there; on: also in Triton's interpreter "
+        "on the CPU (slow: for tests); off: never.")
+    kernel_precision: Literal["fp16", "bf16", "fp32"] = Field(
+        "fp16", description="Matmul operands of the kernel tier's decoder (accumulated in float32; the encoder and "
+        "the log-weights are float32 and float64 whatever this says).")
+    kernel_tolerance_nats: float = Field(
+        2e-3, ge=0, description="Largest difference in nats per point (loglik) between the kernel tier and "
+        "the float32 ONNX graphs at load, on points drawn from the model; over it the model stays on ONNX Runtime.")
     compute_slots: int = Field(2, ge=1, description="Computations run at once in worker threads; more requests "
                                "wait their turn (within their deadline).")
     max_inflight_work: int = Field(
