@@ -16,12 +16,13 @@ from service.settings import Settings
 
 
 def load_runtime(folder: Path, settings: Settings, loglik_graph: str | None = None,
-                 precision: str | None = None) -> ModelRuntime:
+                 precision: str | None = None, **options) -> ModelRuntime:
     """The model version in `folder` as the service loads it under `settings` (its device, intra-op threads,
-    scoring graph and precision); loglik_graph and precision override the settings' ones."""
-    options = RuntimeOptions.from_settings(settings, providers_for(settings.device))
-    options = dataclasses.replace(options, loglik_graph=loglik_graph or options.loglik_graph,
-                                  precision=precision or options.precision)
+    scoring graph and precision); loglik_graph, precision and any other RuntimeOptions field (kernel_tier=...)
+    override the settings' ones."""
+    base = RuntimeOptions.from_settings(settings, providers_for(settings.device))
+    options = dataclasses.replace(base, loglik_graph=loglik_graph or base.loglik_graph,
+                                  precision=precision or base.precision, **options)
     return ModelRuntime(folder, load_manifest(folder), options)
 
 

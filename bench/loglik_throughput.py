@@ -6,9 +6,15 @@
 The reference model is an MNIST-size MLP VAE, 784-512-512-32 with a Bernoulli decoder and random weights,
 exported through training/ (`build`, needs torch; a machine without it can be handed the built folder).
 `measure` times, side by side in one run: the compute path (the runtime and likelihood code the service
-calls, no HTTP) on the fused graph in fp32 and fp16 and on the two-graph float64 path; then whole HTTP
-requests (`python -m service`, batches of --points, .npy in and .npz out) on the fused fp32 graph. Accuracy
-is the largest difference in nats from the float64 path. Writes section "loglik" of docs/BENCHMARKS.md.
+calls, no HTTP) on the fused graph in fp32 and fp16 and on the two-graph float64 path, then on the kernel
+tier (service/kernels: Triton, `gpu` extra) in fp16, bf16 and fp32 where a CUDA device is there (the tier's
+rows say why not otherwise; --kernel-tier on runs them in Triton's interpreter on the CPU: very slow); then
+whole HTTP requests (`python -m service`, batches of --points, .npy in and .npz out) on the fused fp32 graph.
+Accuracy is the largest difference in nats from the float64 path. Writes section "loglik" of
+docs/BENCHMARKS.md. On a GPU machine, the one command (target: >= 150 M importance samples/s for the tier; as a
+module, since run as a script bench/profile.py would shadow the standard library's, which torch's export uses):
+
+    .venv/bin/python -m bench.loglik_throughput build && .venv/bin/python -m bench.loglik_throughput measure
 """
 
 import argparse
@@ -60,15 +66,23 @@ def rate(function, samples: int, seconds: float) -> tuple[float, object]:
     return samples / best, result
 
 
-def measure(repository: Path, points: int, k: int, seconds: float) -> None:
+def measure(repository: Path, points: int, k: int, seconds: float, kernel_tier: str = "auto") -> None:
     folder = repository / NAME / "1"
     settings = Settings(model_repository=repository)
     device = providers_for(settings.device)[0]
     x = (np.random.default_rng(0).uniform(size=(points, 784)) < 0.3).astype(np.float32)
     rows, answers = [], {}
     for label, graph, precision in (("fused graph, fp32", "fused", "fp32"), ("fused graph, fp16 decoder", "fused", "fp16"),
-                                    ("two graphs, float64 likelihood on the host", "separate", "fp32")):
-        runtime = in_process.load_runtime(folder, settings, loglik_graph=graph, precision=precision)
+                                    ("two graphs, float64 likelihood on the host", "separate", "fp32"),
+                                    *((f"kernel tier (Triton), {p}", "kernels", p) for p in ("fp16", "bf16", "fp32"))):
+        if graph == "kernels":
+            runtime = in_process.load_runtime(folder, settings, kernel_tier=kernel_tier, kernel_precision=precision)
+            if runtime.scorer.tier != "triton":  # no GPU or extra, or its check at load failed: the reason
+                rows.append((label, float("nan"), runtime.scorer.kernel_tier_reason))
+                continue
+        else:
+            runtime = in_process.load_runtime(folder, settings, loglik_graph=graph, precision=precision,
+                                              kernel_tier="off")
         if graph == "fused" and isinstance(runtime.scorer, SeparateScorer):  # the fused graph failed: fell back
             rows.append((label, float("nan"), runtime.scorer.description))
             continue
@@ -77,6 +91,7 @@ def measure(repository: Path, points: int, k: int, seconds: float) -> None:
         rows.append((label, speed, runtime.scorer.description))
     reference = answers["two graphs, float64 likelihood on the host"]
     os.environ.update(VAE_MODEL_REPOSITORY=str(repository), VAE_DEFAULT_MODEL=NAME, VAE_LOGLIK_GRAPH="fused",
+                      VAE_KERNEL_TIER="off",
                       VAE_MAX_K=str(max(k, 10000)), VAE_MAX_LOGLIK_SAMPLES=str(max(points * k, 2_000_000)))
     server, port = start_server_on_free_port()
     try:
@@ -99,7 +114,8 @@ def measure(repository: Path, points: int, k: int, seconds: float) -> None:
              "|---|---|---|---|"]
     for label, speed, scoring in rows:
         diff = np.abs(answers[label] - reference).max() if label in answers else float("nan")
-        lines.append(f"| compute path: {label} | {speed / 1e6:.2f} M | {speed / fused_speed:.2f}x | {diff:.2e} |")
+        note = "" if label in answers else f" (not run: {scoring})"
+        lines.append(f"| compute path: {label}{note} | {speed / 1e6:.2f} M | {speed / fused_speed:.2f}x | {diff:.2e} |")
     lines.append(f"| HTTP: POST /loglik, {points} points, .npy in / .npz out, fused fp32 | {http_speed / 1e6:.2f} M "
                  f"| {http_speed / fused_speed:.2f}x | - |")
     table = "\n".join(lines)
@@ -119,11 +135,13 @@ def main() -> None:
     parser.add_argument("--points", type=int, default=256)
     parser.add_argument("--k", type=int, default=1000)
     parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--kernel-tier", choices=["auto", "on"], default="auto",
+                        help="on: run the kernel tier in Triton's interpreter where there is no GPU (very slow)")
     args = parser.parse_args()
     if args.action == "build":
         build(args.repository)
     else:
-        measure(args.repository, args.points, args.k, args.seconds)
+        measure(args.repository, args.points, args.k, args.seconds, args.kernel_tier)
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ user's hands.
 """
 
 import json
+import os
 import re
 import shlex
 import subprocess
@@ -109,8 +110,10 @@ def test_compose_runs_on_the_gpu_or_fails_and_the_cpu_override_only_switches_tha
     assert vae["environment"]["VAE_DEVICE"] == "cuda"  # never a silent fall-back to the CPU
     (device,) = vae["deploy"]["resources"]["reservations"]["devices"]
     assert device["driver"] == "nvidia" and device["capabilities"] == ["gpu"]
+    assert vae["build"] == {"context": ".", "args": {"VAE_GPU_EXTRA": "1"}}  # torch and triton: the kernel tier
     override = load_compose("docker-compose.cpu.yml")
-    assert override == {"services": {"vae": {"environment": {"VAE_DEVICE": "cpu"}, "deploy": {"!reset": {}}}}}
+    assert override == {"services": {"vae": {"build": {"args": {"VAE_GPU_EXTRA": ""}},  # CI's image: no torch
+                                             "environment": {"VAE_DEVICE": "cpu"}, "deploy": {"!reset": {}}}}}
 
 
 def test_compose_service_is_read_only_and_stops_within_its_grace_period():
@@ -189,6 +192,18 @@ def test_dockerfile_reads_the_dependency_list_from_pyproject(tmp_path):
     pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
     assert [line for line in listed if line] == [*pyproject["project"]["dependencies"],
                                                   *pyproject["build-system"]["requires"]]
+
+
+def test_the_gpu_build_arg_adds_the_gpu_extra_and_nothing_else(tmp_path):
+    (command,) = [value for instruction, value in instructions(dockerfile()) if "tomllib" in value]
+    (tmp_path / "pyproject.toml").write_bytes((ROOT / "pyproject.toml").read_bytes())
+    command = command.replace("/build/", f"{tmp_path}/").replace("python3 ", f"{shlex.quote(sys.executable)} ", 1)
+    subprocess.run(command, shell=True, check=True, timeout=60, env={**os.environ, "VAE_GPU_EXTRA": "1"})
+    listed = [line for line in (tmp_path / "requirements.txt").read_text().split("\n") if line]
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert listed == [*pyproject["project"]["dependencies"], *pyproject["build-system"]["requires"],
+                      *pyproject["project"]["optional-dependencies"]["gpu"]]
+    assert {Requirement(r).name for r in pyproject["project"]["optional-dependencies"]["gpu"]} == {"torch", "triton"}
 
 
 def pins() -> dict[str, str]:
