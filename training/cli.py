@@ -38,6 +38,10 @@ MODEL_FLAGS = {  # flag -> (ModelConfig field, type, help)
     "--latent": ("latent", str, "gaussian, or categorical (--groups one-hot vectors of --categories)"),
     "--groups": ("groups", int, "categorical latents: independent one-hot groups"),
     "--categories": ("categories", int, "categorical latents: categories per group"),
+    "--decoder": ("decoder", str, "mlp (factorised p(x|z)) or made (autoregressive, p(x_d | z, x_<d))"),
+    "--decoder-hidden": ("decoder_hidden", _ints, "decoder widths (default: --hidden reversed)"),
+    "--x-dropout": ("x_dropout", float, "made: zero each x position fed to the decoder with this probability "
+                                        "while training (Bowman et al. 2016); evaluation sees the full x"),
 }
 TRAIN_FLAGS = {
     "--epochs": ("epochs", int, "epochs of training"),
@@ -59,6 +63,10 @@ TRAIN_FLAGS = {
     "--temperature-start": ("temperature_start", float, "Gumbel-softmax temperature at the first epoch"),
     "--temperature-end": ("temperature_end", float, "Gumbel-softmax temperature at the last epoch"),
     "--straight-through": ("straight_through", _yes_no, "Gumbel-softmax: one-hot forward pass (yes or no)"),
+    "--aggressive": ("aggressive", _yes_no, "aggressive encoder training until I(x;z) stops rising "
+                                            "(He et al. 2019; yes or no)"),
+    "--aggressive-max-steps": ("aggressive_max_steps", int, "aggressive: most encoder steps per decoder step"),
+    "--aggressive-window": ("aggressive_window", int, "aggressive: steps per loss comparison of the inner loop"),
 }
 
 
