@@ -1,4 +1,5 @@
-"""Command line: train, evaluate, export, baselines, build (all of them in a row), report, compare-estimators."""
+"""Command line: train, evaluate, export, baselines, build (all of them in a row), report, compare-estimators,
+collapse-study."""
 
 import argparse
 import dataclasses
@@ -159,6 +160,12 @@ def cmd_compare_estimators(args: argparse.Namespace) -> None:
     print(write_comparison(Path(args.output), args.epochs, args.draws))
 
 
+def cmd_collapse_study(args: argparse.Namespace) -> None:
+    from training.collapse import write_study
+
+    print(write_study(Path(args.output), args.epochs, args.seeds, args.k))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m training", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -214,6 +221,14 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--draws", type=int, default=200, help="gradient draws for the variance")
     compare.add_argument("--output", default="docs/ESTIMATORS.md")
     compare.set_defaults(handler=cmd_compare_estimators)
+
+    collapse = commands.add_parser("collapse-study",
+                                   help="posterior collapse with a MADE decoder on digits-binary and its remedies")
+    collapse.add_argument("--epochs", type=int, default=80, help="training epochs per run")
+    collapse.add_argument("--seeds", type=int, default=2, help="seeds per row")
+    collapse.add_argument("--k", type=int, default=1000, help="importance samples per test image")
+    collapse.add_argument("--output", default="docs/COLLAPSE.md")
+    collapse.set_defaults(handler=cmd_collapse_study)
     return parser
 
 
