@@ -98,6 +98,7 @@ def train(
         if state.finished:
             break
         generator = torch.Generator().manual_seed(epoch_seed(train_config.seed, epoch))
+        torch.manual_seed(epoch_seed(train_config.seed, epoch))  # modules' own noise (x-dropout), resumable too
         x_epoch = flat(dataset.observe(train_raw, np.random.default_rng([train_config.seed, epoch])))
         order = torch.randperm(len(x_epoch), generator=generator)
         for group in optimizer.param_groups:
