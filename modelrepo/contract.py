@@ -20,6 +20,7 @@ ENCODER_INPUT = "x"  # [batch, *data_shape]
 ENCODER_OUTPUTS = ("mu", "logvar")  # Gaussian latents: each [batch, latent_dim]
 ENCODER_LOGITS = "logits"  # categorical latents: [batch, groups, categories]
 DECODER_INPUT = "z"  # [batch, latent_dim]; categorical latents: [batch, groups, categories]
+DECODER_CONDITION = "x"  # autoregressive decoders only: [batch, *data_shape], the x whose earlier positions condition each output
 DECODER_OUTPUTS = {  # likelihood type -> the decoder's outputs, each [batch, *data_shape]
     "bernoulli": ("logits",),
     "gaussian": ("mean", "logvar"),

@@ -6,7 +6,7 @@ from pathlib import Path
 import onnx
 from onnx.external_data_helper import uses_external_data
 
-from modelrepo.contract import DECODER_INPUT, DECODER_OUTPUTS, ENCODER_INPUT, FORMAT
+from modelrepo.contract import DECODER_CONDITION, DECODER_INPUT, DECODER_OUTPUTS, ENCODER_INPUT, FORMAT
 from modelrepo.manifest import Manifest, encoder_outputs
 
 FLOAT = onnx.TensorProto.FLOAT
@@ -18,12 +18,33 @@ class GraphContractError(ValueError):
 
 def expected_io(manifest: Manifest) -> dict[str, tuple[dict[str, list[int]], dict[str, list[int]]]]:
     """Role -> (inputs, outputs), each name -> shape without the batch axis. A latent point is [latent_dim], or
-    [groups, categories] for categorical latents (the encoder's logits and the decoder's z alike)."""
+    [groups, categories] for categorical latents (the encoder's logits and the decoder's z alike). An
+    autoregressive decoder takes x [batch, *data_shape] beside z."""
     data, latent = list(manifest.data_shape), list(manifest.latent_shape)
+    decoder_inputs = {DECODER_INPUT: latent}
+    if manifest.likelihood.autoregressive:
+        decoder_inputs[DECODER_CONDITION] = data
     return {
         "encoder": ({ENCODER_INPUT: data}, dict.fromkeys(encoder_outputs(manifest), latent)),
-        "decoder": ({DECODER_INPUT: latent}, dict.fromkeys(DECODER_OUTPUTS[manifest.likelihood.type], data)),
+        "decoder": (decoder_inputs, dict.fromkeys(DECODER_OUTPUTS[manifest.likelihood.type], data)),
     }
+
+
+def _check_autoregressive(manifest: Manifest, decoder_inputs: set[str]) -> None:
+    """The decoder takes x exactly when the manifest says likelihood.autoregressive: a mismatch either way names
+    the key and the fix (ONNX Runtime would otherwise fail on every request with a missing or unknown input)."""
+    takes_x, says_so = DECODER_CONDITION in decoder_inputs, manifest.likelihood.autoregressive
+    if says_so and not takes_x:
+        raise GraphContractError(
+            f"{manifest.decoder} input: missing ['{DECODER_CONDITION}']; it has {sorted(decoder_inputs)}. "
+            f"manifest.json says likelihood.autoregressive: true, so the decoder must take "
+            f"'{DECODER_CONDITION}' [batch, *{list(manifest.data_shape)}] beside '{DECODER_INPUT}': add that input "
+            "to the graph, or drop likelihood.autoregressive for a decoder of z alone")
+    if takes_x and not says_so:
+        raise GraphContractError(
+            f"{manifest.decoder} input '{DECODER_CONDITION}': a decoder that takes x is autoregressive, but "
+            "manifest.json does not say so: set \"likelihood\": {\"type\": "
+            f"\"{manifest.likelihood.type}\", \"autoregressive\": true}} (or remove the input '{DECODER_CONDITION}')")
 
 
 def _check_values(
@@ -69,5 +90,12 @@ def check_graph_bytes(manifest: Manifest, encoder: bytes, decoder: bytes) -> Non
             raise GraphContractError(f"{file_name}: initializers {external[:3]} are stored in external files; a "
                                      f"{FORMAT} graph holds its weights (onnx.save(..., save_as_external_data=False))")
         initializers = {init.name for init in graph.initializer}
-        _check_values(f"{file_name} input", [v for v in graph.input if v.name not in initializers], inputs)
+        graph_inputs = [v for v in graph.input if v.name not in initializers]
+        if role == "decoder":
+            _check_autoregressive(manifest, {v.name for v in graph_inputs})
+        _check_values(f"{file_name} input", graph_inputs, inputs)
+        unknown = sorted({v.name for v in graph_inputs} - set(inputs))
+        if unknown:
+            raise GraphContractError(f"{file_name} input: {unknown} are not in the contract, which feeds only "
+                                     f"{sorted(inputs)}; remove them or give them initializers")
         _check_values(f"{file_name} output", graph.output, outputs)

@@ -203,8 +203,17 @@ class Bernoulli:
 
     def sample(self, params: Params, rng: np.random.Generator) -> np.ndarray:
         """x ~ p(x|z), float32 zeros and ones."""
-        probs = sigmoid(self._logits(params))
-        return (rng.uniform(size=probs.shape) < probs).astype(np.float32)
+        logits = self._logits(params)
+        return self.draw(params, self.noise(rng, logits.shape))
+
+    @staticmethod
+    def noise(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
+        """The randomness of `shape` draws: uniforms on [0, 1), float64."""
+        return rng.uniform(size=shape)
+
+    def draw(self, params: Params, noise: np.ndarray) -> np.ndarray:
+        """x = 1 where noise < sigmoid(logits), else 0 (float32): a draw of p(x|z) given noise from `noise`."""
+        return (noise < sigmoid(self._logits(params))).astype(np.float32)
 
     def _logits(self, params: Params) -> np.ndarray:
         (logits,) = (params[name] for name in self.outputs)
@@ -227,8 +236,17 @@ class Gaussian:
 
     def sample(self, params: Params, rng: np.random.Generator) -> np.ndarray:
         """x ~ p(x|z), float32."""
+        return self.draw(params, self.noise(rng, self._mean_logvar(params)[0].shape))
+
+    @staticmethod
+    def noise(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
+        """The randomness of `shape` draws: standard normals, float64."""
+        return rng.standard_normal(shape)
+
+    def draw(self, params: Params, noise: np.ndarray) -> np.ndarray:
+        """x = mean + exp(logvar / 2) * noise (float32): a draw of p(x|z) given noise from `noise`."""
         mean, logvar = self._mean_logvar(params)
-        return (mean + np.exp(0.5 * logvar) * rng.standard_normal(mean.shape)).astype(np.float32)
+        return (mean + np.exp(0.5 * logvar) * noise).astype(np.float32)
 
     def _mean_logvar(self, params: Params) -> tuple[np.ndarray, np.ndarray]:
         mean, logvar = (params[name] for name in self.outputs)
@@ -258,11 +276,13 @@ def slicing(points: int, k: int, data_dim: int, latent_dim: int, work_elements: 
 def importance_sampled_loglik(
     encode: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]], decode: Callable[[np.ndarray], Params],
     likelihood: Likelihood, prior: GaussianPrior, x: np.ndarray, eps: np.ndarray, work_elements: int,
-    checkpoint: Callable[[], None] | None = None,
+    checkpoint: Callable[[], None] | None = None, autoregressive: bool = False,
 ) -> ImportanceEstimate:
     """The contract's estimate of log p(x) on the model's two graphs, in float64 on the host.
 
     encode: x (n, *data_shape) f32 -> mu, logvar (n, L); decode: z (m, L) f32 -> params, each (m, *data_shape).
+    autoregressive: decode takes (z (m, L), x (m, *data_shape)) and is run once per slice on each point's x
+    repeated beside its samples of z (teacher forcing: every p(x_d | z, x_<d) in one pass).
     x (N, *data_shape) f32, eps (K, L): the same noise for every point. log w = log p(x|z) + log p(z) - log q(z|x)
     over z = mu + exp(logvar / 2) * eps, at most ~work_elements values alive at once (`slicing`).
     checkpoint(), when given, runs before every slice and raises to stop the work.
@@ -278,7 +298,8 @@ def importance_sampled_loglik(
     def log_weights(rows: slice, samples: slice) -> np.ndarray:  # (b, c)
         b, c = rows.stop - rows.start, samples.stop - samples.start
         z = reparameterise(mu[rows], logvar[rows], eps[samples])  # (b, c, L)
-        params = decode(z.reshape(b * c, latent_dim).astype(np.float32))
+        z_rows = z.reshape(b * c, latent_dim).astype(np.float32)
+        params = decode(z_rows, np.repeat(x[rows], c, axis=0)) if autoregressive else decode(z_rows)
         params = {name: value.reshape(b, c, data_dim) for name, value in params.items()}  # each (b, c, D)
         log_prior_ratio = prior.log_density_less_2pi(z) + half_logvar[rows, None] + half_eps_sq[None, samples]
         return likelihood.log_density(flat_x[rows], params) + log_prior_ratio

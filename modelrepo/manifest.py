@@ -13,6 +13,7 @@ from pydantic import (
     Field,
     FiniteFloat,
     PositiveInt,
+    StrictBool,
     ValidationError,
     field_validator,
     model_validator,
@@ -50,6 +51,8 @@ class IntegrityError(ManifestError):
 class Likelihood(BaseModel):
     model_config = ConfigDict(extra="allow")
     type: Literal[LIKELIHOODS]
+    autoregressive: StrictBool = Field(False, description="Optional: true when decoder.onnx takes x as well as z and "
+                                       "its output at flat position d depends on x only through positions before d.")
 
 
 class GaussianLatent(BaseModel):

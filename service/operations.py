@@ -16,7 +16,7 @@ from service.admission import AdmissionControl
 from service.batching import DynamicBatcher, Outputs
 from service.budget import budget
 from service.cache import Cache, cache_key, pack, unpack
-from service.errors import DeadlineExceeded, NonFiniteResult
+from service.errors import DeadlineExceeded, InvalidInput, NonFiniteResult
 from service.inputs import check_limit, check_probability_range, parse_batch
 from service.metrics import Metrics
 from service.repository import LoadedModel, ModelRepository
@@ -97,9 +97,19 @@ class VaeService:
         work = len(batch) * (1 + samples)
         return model.ref, await self._cached(model, "encode", params, (batch,), compute, cacheable, work)
 
-    async def decode(self, reference: str | None, z: list) -> tuple[str, Result]:
+    async def decode(self, reference: str | None, z: list, seed: int | None = None) -> tuple[str, Result]:
+        """E[x given z] and the likelihood's parameters; an autoregressive model draws x given z (with `seed`, or
+        fresh and not cached without one) and returns x and the parameters at x. Plain models ignore `seed`."""
         model = self.model(reference)
         latents = parse_batch(z, model.runtime.latent_shape, "z", self.settings.max_batch)
+        if model.runtime.autoregressive:
+            async def draw_x() -> Result:
+                result = await self._draw_autoregressive(model, len(latents), seed, lambda rng: latents)
+                del result["z"]  # the request's own
+                return result
+
+            return model.ref, await self._cached(model, "decode", {"seed": seed}, (latents,), draw_x,
+                                                 seed is not None, len(latents) * (model.data_size + 1))
 
         async def compute() -> Result:
             outputs = model.runtime.decoder_outputs
@@ -114,6 +124,8 @@ class VaeService:
                      mode: str) -> tuple[str, Result]:
         model = self.model(reference)
         check_limit(n, self.settings.max_sample_n, "n", "VAE_MAX_SAMPLE_N")
+        if model.runtime.autoregressive:
+            return model.ref, await self._sample_autoregressive(model, n, seed, temperature, mode)
 
         def draw() -> Result:  # one generator: z from the prior, then x given z
             runtime, rng = model.runtime, generator(seed)
@@ -127,6 +139,36 @@ class VaeService:
 
         params = {"n": n, "seed": seed, "temperature": temperature, "mode": mode}
         return model.ref, await self._cached(model, "sample", params, (), compute, seed is not None, n)
+
+    async def _sample_autoregressive(self, model: LoadedModel, n: int, seed: int | None, temperature: float,
+                                     mode: str) -> Result:
+        if mode == "mean":
+            raise InvalidInput(f'mode: "mean" asks for E[x given z], which has no closed form for model {model.ref}, '
+                               'whose decoder is autoregressive; send "mode": "sample" to draw x given z')
+
+        async def compute() -> Result:  # z from the prior, then the noise of every position, from one generator
+            return await self._draw_autoregressive(
+                model, n, seed, lambda rng: model.runtime.prior.sample(rng, n, temperature).astype(np.float32))
+
+        params = {"n": n, "seed": seed, "temperature": temperature, "mode": mode}
+        return await self._cached(model, "sample", params, (), compute, seed is not None, n * (model.data_size + 1))
+
+    async def _draw_autoregressive(self, model: LoadedModel, n: int, seed: int | None,
+                                   latents: Callable[[np.random.Generator], np.ndarray]) -> Result:
+        """x ~ p(x|z) position by position, one decoder pass per position over all n latents, in a worker thread
+        that stops between passes when the request is cancelled or runs past its deadline. One generator from
+        the seed: latents(rng) gives z (n, *latent_shape) first, then the noise of every point and position.
+        Returns z, x and the parameters of p(x_d given z, x_<d) at x: mean, and logits or logvar."""
+        runtime, checkpoint = model.runtime, budget().check
+
+        def draw() -> Result:
+            rng = generator(seed)
+            z = latents(rng)
+            noise = runtime.likelihood.noise(rng, (n, model.data_size))  # (n, D)
+            x, params = runtime.draw(z, noise, checkpoint)
+            return {"z": z, "x": x, "mean": runtime.likelihood.mean(params), **params}
+
+        return await self._execute(draw, n * model.data_size * (model.data_size + 1))
 
     async def loglik(self, reference: str | None, x: list, k: int, seed: int) -> tuple[str, dict, Result]:
         """The model's reference, {"method", "k"} (k: the samples drawn, or the terms summed exactly), and the

@@ -233,6 +233,7 @@ def describe_model(repository: ModelRepository, name: str) -> dict:
     reload_errors = repository.reload_errors.get(name, {})
     versions = [
         {"version": v, "ready": True, "provider": m.runtime.provider, "loglik_graph": m.runtime.scorer.description,
+         "autoregressive": m.runtime.autoregressive,
          "digest": m.digest,
          **({"reload_error": reload_errors[v]} if v in reload_errors else {}),
          "manifest": m.manifest.model_dump(mode="json", exclude_unset=True)}

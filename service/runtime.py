@@ -11,8 +11,9 @@ import onnxruntime as ort
 from onnx import TensorProto, helper
 
 from modelrepo import Manifest, VersionFiles
-from modelrepo.contract import DECODER_INPUT, ENCODER_INPUT
-from modelrepo.likelihood import likelihood_for, prior_for
+from modelrepo.autoregressive import draw_autoregressive
+from modelrepo.contract import DECODER_CONDITION, DECODER_INPUT, ENCODER_INPUT
+from modelrepo.likelihood import Params, likelihood_for, prior_for
 from modelrepo.manifest import CategoricalLatent, encoder_outputs
 from service.errors import ModelRunFailed
 from service.scoring import Scorer, build_scorer
@@ -101,6 +102,11 @@ class ModelRuntime:
         self.latent_dim = manifest.latent_dim
         self.latent_shape = manifest.latent_shape  # (L,), or (G, C) for categorical latents
         self.categorical = isinstance(manifest.latent, CategoricalLatent)
+        self.autoregressive = manifest.likelihood.autoregressive  # the decoder takes (z, x)
+        if self.autoregressive and self.categorical:
+            raise RuntimeMismatch("likelihood.autoregressive with categorical latents is not served (the exact sum "
+                                  "over z and the categorical estimate decode z alone); use Gaussian latents for an "
+                                  "autoregressive decoder, or drop likelihood.autoregressive")
         self.encoder_outputs = list(encoder_outputs(manifest))  # mu, logvar; or logits
         self.likelihood = likelihood_for(manifest.likelihood.type)
         self.prior = prior_for(manifest.prior, manifest.latent_shape)
@@ -115,10 +121,22 @@ class ModelRuntime:
         """x (N, *data_shape) float32 -> mu (N, L), logvar (N, L); categorical latents: (logits (N, G, C),)."""
         return tuple(self._run(self.encoder, self.encoder_outputs, {ENCODER_INPUT: x}, "encoder"))
 
-    def decode(self, z: np.ndarray) -> dict[str, np.ndarray]:
-        """z (N, *latent_shape) float32 -> {"logits"} or {"mean", "logvar"}, each (N, *data_shape)."""
-        outputs = self._run(self.decoder, self.decoder_outputs, {DECODER_INPUT: z}, "decoder")
+    def decode(self, z: np.ndarray, x: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        """z (N, *latent_shape) float32 -> {"logits"} or {"mean", "logvar"}, each (N, *data_shape). An
+        autoregressive decoder takes x (N, *data_shape) float32 too, and gives p(x_d | z, x_<d) at every d."""
+        feeds = {DECODER_INPUT: z}
+        if self.autoregressive:
+            if x is None:
+                raise ValueError("an autoregressive decoder needs x beside z")
+            feeds[DECODER_CONDITION] = x
+        outputs = self._run(self.decoder, self.decoder_outputs, feeds, "decoder")
         return dict(zip(self.decoder_outputs, outputs))
+
+    def draw(self, z: np.ndarray, noise: np.ndarray, checkpoint=None) -> tuple[np.ndarray, Params]:
+        """Autoregressive decoders: x ~ p(x|z) position by position (modelrepo.autoregressive), batched over the
+        N latents z (N, *latent_shape); noise (N, D) from likelihood.noise. Returns x and the parameters at x,
+        each (N, *data_shape)."""
+        return draw_autoregressive(self.decode, self.likelihood, z, self.data_shape, noise, checkpoint)
 
     def _run(self, session: ort.InferenceSession, outputs: list[str], feeds: dict, role: str) -> list[np.ndarray]:
         try:
@@ -142,7 +160,8 @@ class ModelRuntime:
             if value.shape != (2, *self.latent_shape):
                 raise RuntimeMismatch(f"encoder output '{name}' has shape {list(value.shape)} for a batch of 2, "
                                       f"expected [2, {latent}]")
-        for name, value in self.decode(np.zeros((2, *self.latent_shape), np.float32)).items():
+        zeros = np.zeros((2, *self.data_shape), np.float32) if self.autoregressive else None
+        for name, value in self.decode(np.zeros((2, *self.latent_shape), np.float32), zeros).items():
             if value.shape != (2, *self.data_shape):
                 raise RuntimeMismatch(f"decoder output '{name}' has shape {list(value.shape)} for a batch of 2, "
                                       f"expected [2, {', '.join(map(str, self.data_shape))}]")

@@ -80,6 +80,9 @@ class EncodeRequest(EncodeParams):
 
 class DecodeParams(Request):
     model: str | None = ModelField
+    seed: Seed | None = Field(None, description="Autoregressive models: seed of the draws of x given z; the same "
+                              "seed gives the same x. Without one the draws are fresh and the result is not cached. "
+                              "Other models decode without randomness and ignore it.")
 
 
 class DecodeRequest(DecodeParams):
@@ -98,7 +101,8 @@ class SampleRequest(Request):
         1.0, ge=0, le=MAX_TEMPERATURE, description="Scales the prior's standard deviation (a mixture of Gaussians: "
         "each component's, the component drawn as it is); divides a categorical prior's logits (0: the most likely "
         f"category). Finite, at most {MAX_TEMPERATURE:g} (further out the latents lie where no decoder was trained).")
-    mode: Literal["mean", "sample"] = Field("mean", description="mean: E[x given z]; sample: x ~ p(x given z).")
+    mode: Literal["mean", "sample"] = Field("mean", description="mean: E[x given z]; sample: x ~ p(x given z). "
+                                            "Autoregressive models take sample only (E[x given z] has no closed form).")
 
     model_config = ConfigDict(extra="forbid", strict=True, json_schema_extra={
         "examples": [{"model": "digits", "n": 2, "seed": 0, "temperature": 1.0, "mode": "mean"}]})
@@ -128,17 +132,28 @@ class EncodeResponse(BaseModel):
                                       "[N][samples][G][C] for categorical latents.")
 
 
+AR_PARAMETERS = " Autoregressive models: of p(x_d given z, x_<d) at the drawn x."
+
+
 class DecodeResponse(BaseModel):
     model: str
-    mean: list[Any] = Field(..., description="E[x given z], [N, *data_shape].")
-    logits: list[Any] | None = Field(None, description="Bernoulli models: [N, *data_shape].")
-    logvar: list[Any] | None = Field(None, description="Gaussian models: [N, *data_shape].")
+    x: list[Any] | None = Field(None, description="Autoregressive models: x drawn from p(x given z), position by "
+                                "position, [N, *data_shape].")
+    mean: list[Any] = Field(..., description="E[x given z], [N, *data_shape]." + AR_PARAMETERS)
+    logits: list[Any] | None = Field(None, description="Bernoulli models: [N, *data_shape]." + AR_PARAMETERS)
+    logvar: list[Any] | None = Field(None, description="Gaussian models: [N, *data_shape]." + AR_PARAMETERS)
 
 
 class SampleResponse(BaseModel):
     model: str
     z: list[Any] = Field(..., description="[n][latent_dim]; one-hot [n][G][C] for categorical latents.")
     x: list[Any] = Field(..., description="[n, *data_shape]")
+    mean: list[Any] | None = Field(None, description="Autoregressive models only: the mean of p(x_d given z, x_<d) "
+                                   "at the drawn x, [n, *data_shape].")
+    logits: list[Any] | None = Field(None, description="Autoregressive Bernoulli models only: [n, *data_shape]." +
+                                     AR_PARAMETERS)
+    logvar: list[Any] | None = Field(None, description="Autoregressive Gaussian models only: [n, *data_shape]." +
+                                     AR_PARAMETERS)
 
 
 class LoglikResponse(BaseModel):

@@ -8,7 +8,7 @@
 
 build_scorer picks one from the settings (VAE_LOGLIK_GRAPH, VAE_LOGLIK_PRECISION) and fixes its slice width
 (VAE_WORK_ELEMENTS, or VAE_CUDA_WORK_ELEMENTS for the fused graph on CUDA). A model whose graphs cannot be
-fused (categorical latents), or whose fused graph fails its first run, gets a separate scorer and the reason in its description. All answer the same questions: plan(k) (the method
+fused (categorical latents, autoregressive decoders), or whose fused graph fails its first run, gets a separate scorer and the reason in its description. All answer the same questions: plan(k) (the method
 and the number of terms), estimate(x, k, seed, checkpoint); description (GET /models); numerics (what the
 cache identity needs besides the files); device.
 """
@@ -59,6 +59,9 @@ def build_scorer(runtime: ModelRuntime, encoder: bytes, decoder: bytes, session_
     """The scorer the options ask for; the separate one, saying why, when the fused graph cannot serve."""
     if runtime.categorical:
         return CategoricalScorer(runtime, options.work_elements, options.enumeration_limit)
+    if runtime.autoregressive:
+        return SeparateScorer(runtime, options.work_elements, "autoregressive decoder, one teacher-forced pass per "
+                              "slice; the fused graph serves decoders of z alone")
     if options.loglik_graph == "separate":
         return SeparateScorer(runtime, options.work_elements)
     manifest = runtime.manifest
@@ -91,7 +94,8 @@ class SeparateScorer:
     def estimate(self, x: np.ndarray, k: int, seed: int, checkpoint: Checkpoint = None) -> ImportanceEstimate:
         runtime = self.runtime
         return importance_sampled_loglik(runtime.encode, runtime.decode, runtime.likelihood, runtime.prior, x,
-                                         latent_noise(seed, k, runtime.latent_dim), self.work_elements, checkpoint)
+                                         latent_noise(seed, k, runtime.latent_dim), self.work_elements, checkpoint,
+                                         runtime.autoregressive)
 
 
 class CategoricalScorer:

@@ -165,3 +165,63 @@ def test_categorical_graphs_must_take_and_give_groups_by_categories(tmp_path, en
     folder = write_model(tmp_path, CATEGORICAL, encoder, decoder)
     with pytest.raises(GraphContractError, match=message):
         check_graphs(load_manifest(folder), folder)
+
+
+def autoregressive_decoder(outputs=("logits",), z_dim=2, x_dim=6, extra_input=None):
+    """z [batch, z_dim], x [batch, x_dim] -> each output = z @ A + x @ B + c, B strictly upper triangular, so the
+    output at position d reads x only before d (MADE's mask)."""
+    rng = np.random.default_rng(1)
+    mask = np.triu(np.ones((x_dim, 6)), k=1)  # (x_dim, 6): row j feeds column d only when j < d
+    nodes, inits, values = [], [], []
+    for name in outputs:
+        inits += [numpy_helper.from_array(rng.standard_normal((z_dim, 6)).astype(np.float32), f"A_{name}"),
+                  numpy_helper.from_array((rng.standard_normal((x_dim, 6)) * mask).astype(np.float32), f"B_{name}")]
+        nodes += [helper.make_node("MatMul", ["z", f"A_{name}"], [f"za_{name}"]),
+                  helper.make_node("MatMul", ["x", f"B_{name}"], [f"xb_{name}"]),
+                  helper.make_node("Add", [f"za_{name}", f"xb_{name}"], [name])]
+        values.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, ["batch", 6]))
+    inputs = [helper.make_tensor_value_info("z", TensorProto.FLOAT, ["batch", z_dim]),
+              helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", x_dim])]
+    if extra_input:
+        inputs.append(helper.make_tensor_value_info(extra_input, TensorProto.FLOAT, ["batch", 1]))
+    graph = helper.make_graph(nodes, "hand-ar", inputs, values, inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+AR_BERNOULLI = {"likelihood": {"type": "bernoulli", "autoregressive": True}}
+AR_GAUSSIAN = {"likelihood": {"type": "gaussian", "autoregressive": True}}
+
+
+@pytest.mark.parametrize("overrides, outputs", [(AR_BERNOULLI, ("logits",)), (AR_GAUSSIAN, ("mean", "logvar"))])
+def test_autoregressive_decoders_take_z_and_x(tmp_path, overrides, outputs):
+    folder = write_model(tmp_path, overrides, decoder=autoregressive_decoder(outputs))
+    manifest = load_manifest(folder)
+    check_graphs(manifest, folder)
+    assert manifest.likelihood.autoregressive is True
+    assert load_manifest(write_model(tmp_path, name="plain")).likelihood.autoregressive is False
+
+
+@pytest.mark.parametrize("overrides, decoder, message", [
+    (AR_BERNOULLI, None, "decoder.onnx input: missing ['x']; it has ['z']. manifest.json says "
+     "likelihood.autoregressive: true, so the decoder must take 'x' [batch, *[6]] beside 'z': add that input to the "
+     "graph, or drop likelihood.autoregressive for a decoder of z alone"),
+    ({}, autoregressive_decoder(), "decoder.onnx input 'x': a decoder that takes x is autoregressive, but "
+     'manifest.json does not say so: set "likelihood": {"type": "bernoulli", "autoregressive": true} (or remove the '
+     "input 'x')"),
+    (AR_BERNOULLI, autoregressive_decoder(x_dim=5), "decoder.onnx input 'x': axis 1 is 5, expected 6"),
+    (AR_BERNOULLI, autoregressive_decoder(z_dim=3), "decoder.onnx input 'z': axis 1 is 3, expected 2"),
+    (AR_GAUSSIAN, autoregressive_decoder(), "decoder.onnx output: missing ['logvar', 'mean']"),
+    (AR_BERNOULLI, autoregressive_decoder(extra_input="t"), "decoder.onnx input: ['t'] are not in the contract, "
+     "which feeds only ['x', 'z']"),
+])
+def test_autoregressive_graph_errors_name_the_key_and_the_fix(tmp_path, overrides, decoder, message):
+    folder = write_model(tmp_path, overrides, decoder=decoder)
+    with pytest.raises(GraphContractError) as caught:
+        check_graphs(load_manifest(folder), folder)
+    assert message in str(caught.value)
+
+
+def test_autoregressive_must_be_a_boolean(tmp_path):
+    folder = write_model(tmp_path, {"likelihood": {"type": "bernoulli", "autoregressive": "yes"}})
+    with pytest.raises(ManifestError, match="likelihood.autoregressive: Input should be a valid boolean"):
+        load_manifest(folder)

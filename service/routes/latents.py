@@ -17,9 +17,9 @@ async def encode_batch(service: VaeService, call: Call) -> Reply:
 
 
 async def decode_batch(service: VaeService, call: Call) -> Reply:
-    """Decode latents: E[x given z] and the likelihood's parameters."""
+    """Decode latents: E[x given z] and the likelihood's parameters; autoregressive models draw x given z."""
     params, z = parse_request(call, DecodeParams, DecodeRequest, "z")
-    model, result = await service.decode(params.model, z)
+    model, result = await service.decode(params.model, z, params.seed)
     return reply(call, {"model": model, **result})
 
 
@@ -28,6 +28,7 @@ router.post("/encode", response_model=EncodeResponse, response_model_exclude_non
             openapi_extra=body_documentation(EncodeRequest, "x", "The points to encode, as JSON or .npy."),
             )(direct(encode_batch))
 router.post("/decode", response_model=DecodeResponse, response_model_exclude_none=True,
-            responses=binary_response("mean and the likelihood's parameters as arrays, model as a string."),
+            responses=binary_response("mean and the likelihood's parameters (and x, for autoregressive models) as arrays, "
+                                       "model as a string."),
             openapi_extra=body_documentation(DecodeRequest, "z", "The latents to decode, as JSON or .npy."),
             )(direct(decode_batch))

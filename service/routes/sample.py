@@ -16,5 +16,6 @@ async def sample_model(service: VaeService, call: Call) -> Reply:
     return reply(call, {"model": model, **result})
 
 
-router.post("/sample", response_model=SampleResponse, responses=binary_response("z and x as arrays."),
+router.post("/sample", response_model=SampleResponse, response_model_exclude_none=True,
+            responses=binary_response("z and x (and, for autoregressive models, the parameters at x) as arrays."),
             openapi_extra=json_body_documentation(SampleRequest, "How many draws, and how."))(direct(sample_model))

@@ -219,3 +219,124 @@ class SmallCategorical:
         latent = {"type": "categorical", "groups": self.groups, "categories": self.categories}
         return write_model(root, name, version, (self.data_dim,), self.groups * self.categories, "bernoulli",
                            self.encoder, self.decoder, latent=latent, prior=self.prior)
+
+
+def autoregressive_graph(latent_dim: int, data_shape: tuple[int, ...],
+                         outputs: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]) -> onnx.ModelProto:
+    """z [batch, L], x [batch, *data_shape] -> for each name: z @ A + flatten(x) @ B + c, reshaped to
+    [batch, *data_shape]. B (D, D) must be strictly upper triangular (MADE's mask: output d reads x_j for j < d)."""
+    data_dim = math.prod(data_shape)
+    nodes = [helper.make_node("Flatten", ["x"], ["flat_x"], axis=1)]
+    inits = [numpy_helper.from_array(np.array([-1, *data_shape], dtype=np.int64), "shape")]
+    values = []
+    for name, (a, b, c) in outputs.items():
+        assert not np.tril(b).any(), "B must be strictly upper triangular"
+        inits += [numpy_helper.from_array(np.asarray(a, np.float32).reshape(latent_dim, data_dim), f"A_{name}"),
+                  numpy_helper.from_array(np.asarray(b, np.float32), f"B_{name}"),
+                  numpy_helper.from_array(np.asarray(c, np.float32), f"c_{name}")]
+        nodes += [helper.make_node("MatMul", ["z", f"A_{name}"], [f"za_{name}"]),
+                  helper.make_node("MatMul", ["flat_x", f"B_{name}"], [f"xb_{name}"]),
+                  helper.make_node("Add", [f"za_{name}", f"xb_{name}"], [f"s_{name}"]),
+                  helper.make_node("Add", [f"s_{name}", f"c_{name}"], [f"pre_{name}"]),
+                  helper.make_node("Reshape", [f"pre_{name}", "shape"], [name])]
+        values.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, ["batch", *data_shape]))
+    inputs = [helper.make_tensor_value_info("z", TensorProto.FLOAT, ["batch", latent_dim]),
+              helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", *data_shape])]
+    graph = helper.make_graph(nodes, "handmade-ar", inputs, values, inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9)
+
+
+class SmallAutoregressive:
+    """An autoregressive decoder over D flat positions of data_shape, all float64 in the reference:
+
+        bernoulli  logits_d = a_d . z + sum_{j<d} B_jd x_j + c_d
+        gaussian   mean_d   = a_d . z + sum_{j<d} B_jd x_j + c_d,  logvar_d = sum_{j<d} V_jd x_j + v_d
+
+    with a fixed proposal q(z|x) = N(0.1, 1.4^2 I) for every x (wider than the prior), and a standard normal
+    or (latent_dim 1) mixture-of-Gaussians prior. `ignore_x` zeroes B and V: the wrong model that a test of
+    the sampler must tell apart."""
+
+    def __init__(self, likelihood="bernoulli", data_shape=(3,), latent_dim=1, mixture=None, seed=5, ignore_x=False):
+        rng = np.random.default_rng(seed)
+        self.likelihood, self.data_shape, self.latent_dim = likelihood, tuple(data_shape), latent_dim
+        self.data_dim = math.prod(data_shape)
+        upper = np.triu(np.ones((self.data_dim, self.data_dim)), k=1)
+        scale = 0.0 if ignore_x else 1.0
+        self.a = rng.normal(scale=1.2, size=(latent_dim, self.data_dim))
+        self.b = scale * rng.choice([-2.5, -1.5, 1.5, 2.5], size=(self.data_dim, self.data_dim)) * upper
+        self.c = rng.normal(scale=0.5, size=self.data_dim)
+        self.v = scale * rng.normal(scale=0.3, size=(self.data_dim, self.data_dim)) * upper
+        self.v0 = rng.uniform(-1.0, 0.0, size=self.data_dim)
+        self.mixture = mixture  # {"logits", "mean", "logvar"} over latent_dim 1, or None: standard normal
+        outputs = ({"logits": (self.a, self.b, self.c)} if likelihood == "bernoulli" else
+                   {"mean": (self.a, self.b, self.c), "logvar": (np.zeros_like(self.a), self.v, self.v0)})
+        self.decoder = autoregressive_graph(latent_dim, self.data_shape, outputs)
+        self.encoder = affine_graph("x", self.data_shape, {
+            "mu": (np.zeros((self.data_dim, latent_dim)), np.full(latent_dim, 0.1), (latent_dim,)),
+            "logvar": (np.zeros((self.data_dim, latent_dim)), np.full(latent_dim, math.log(1.4**2)), (latent_dim,)),
+        })
+
+    def conditionals(self, z: np.ndarray, x: np.ndarray) -> dict[str, np.ndarray]:
+        """z (M, L), x (M, D) -> the parameters of every p(x_d | z, x_<d), each (M, D), float64."""
+        z, x = np.asarray(z, np.float64), np.asarray(x, np.float64).reshape(len(z), -1)
+        first = z @ self.a + x @ self.b + self.c
+        if self.likelihood == "bernoulli":
+            return {"logits": first}
+        return {"mean": first, "logvar": x @ self.v + self.v0}
+
+    def log_conditional(self, z: np.ndarray, x: np.ndarray) -> np.ndarray:
+        """log p(x|z) (M,) = sum_d log p(x_d | z, x_<d), float64."""
+        x = np.asarray(x, np.float64).reshape(len(z), -1)
+        params = self.conditionals(z, x)
+        if self.likelihood == "bernoulli":
+            return (x * params["logits"] - np.logaddexp(0.0, params["logits"])).sum(-1)
+        return -0.5 * (math.log(2 * math.pi) + params["logvar"] + (x - params["mean"]) ** 2
+                       * np.exp(-params["logvar"])).sum(-1)
+
+    def log_prior(self, z: float) -> float:
+        from scipy import special, stats
+
+        if self.mixture is None:
+            return float(stats.norm.logpdf(z))
+        m = self.mixture
+        terms = special.log_softmax(m["logits"]) + stats.norm.logpdf(z, np.ravel(m["mean"]), np.exp(0.5 * np.ravel(m["logvar"])))
+        return float(special.logsumexp(terms))
+
+    def exact_loglik(self, x: np.ndarray) -> np.ndarray:
+        """log p(x) = log int p(z) p(x|z) dz by adaptive quadrature over the 1-D latent, float64."""
+        from scipy import integrate
+
+        assert self.latent_dim == 1
+        rows = np.asarray(x, np.float64).reshape(len(x), -1)
+
+        def joint(z: float, row: np.ndarray) -> float:
+            return math.exp(self.log_prior(z) + self.log_conditional(np.array([[z]]), row[None])[0])
+
+        return np.array([math.log(integrate.quad(joint, -12, 12, args=(r,), epsabs=1e-14, limit=200)[0])
+                         for r in rows])
+
+    def draw(self, z: np.ndarray, noise: np.ndarray) -> np.ndarray:
+        """A float64 reference sampler: x_d from p(x_d | z, x_<d) with noise[:, d] (uniforms for bernoulli,
+        standard normals for gaussian), in order over d."""
+        x = np.zeros((len(z), self.data_dim))
+        for d in range(self.data_dim):
+            params = self.conditionals(z, x)
+            if self.likelihood == "bernoulli":
+                x[:, d] = noise[:, d] < 1.0 / (1.0 + np.exp(-params["logits"][:, d]))
+            else:
+                x[:, d] = params["mean"][:, d] + np.exp(0.5 * params["logvar"][:, d]) * noise[:, d]
+        return x
+
+    def write(self, root: Path, name: str = "ar", version: int = 1) -> Path:
+        prior = None if self.mixture is None else {"type": "mixture_of_gaussians", **self.mixture}
+        folder = write_model(root, name, version, self.data_shape, self.latent_dim, self.likelihood, self.encoder,
+                             self.decoder, **({"prior": prior} if prior else {}))
+        return say_autoregressive(folder)
+
+
+def say_autoregressive(folder: Path) -> Path:
+    """Set likelihood.autoregressive: true in the manifest written by write_model."""
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest["likelihood"]["autoregressive"] = True
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    return folder
