@@ -25,6 +25,7 @@ from torch import nn
 from modelrepo import FORMAT, check_graphs, load_manifest, sha256_of
 from modelrepo.contract import (
     CATEGORICAL_LATENT,
+    DECODER_CONDITION,
     DECODER_FILE,
     DECODER_INPUT,
     DECODER_OUTPUTS,
@@ -76,7 +77,7 @@ class DecoderGraph(nn.Module):
 
 def decoder_input_names(vae: VAE) -> list[str]:
     """["z"], or ["z", "x"] for an autoregressive decoder (the contract's names)."""
-    return [DECODER_INPUT, ENCODER_INPUT] if vae.autoregressive else [DECODER_INPUT]
+    return [DECODER_INPUT, DECODER_CONDITION] if vae.autoregressive else [DECODER_INPUT]
 
 
 def output_names(vae: VAE) -> list[str]:
