@@ -4,6 +4,7 @@ sequential conditionals, x-dropout in training mode only, importance-sampled log
 import math
 
 import numpy as np
+import onnx
 import onnxruntime as ort
 import pytest
 import torch
@@ -57,6 +58,9 @@ def test_exported_decoder_is_autoregressive_and_matches_pytorch(tmp_path, likeli
     assert manifest.likelihood.type == likelihood and manifest.likelihood.autoregressive is True
     decoder = ort.InferenceSession(str(folder / "decoder.onnx"), providers=["CPUExecutionProvider"])
     assert [i.name for i in decoder.get_inputs()] == ["z", "x"]
+    graph = onnx.load(str(folder / "decoder.onnx")).graph  # masks baked in: no mask tensors, no Mul by them
+    assert not any(init.name.endswith(".mask") for init in graph.initializer)
+    assert not any(node.op_type == "Mul" for node in graph.node)
     names = ["logits"] if likelihood == "bernoulli" else ["mean", "logvar"]
     for batch in (1, 4):
         z = rng.standard_normal((batch, 3)).astype(np.float32)

@@ -9,6 +9,8 @@ Decoder weakening (Bowman et al. 2016): in training mode each input position of 
 probability `x_dropout`; in eval mode (evaluation, export, serving) the decoder sees the full x.
 """
 
+import copy
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -70,3 +72,18 @@ class MADEDecoder(nn.Module):
             if i < len(self.masked) - 1:
                 h = self.activation(h)
         return h + self.direct(x)
+
+
+def with_masks_baked(module: nn.Module) -> nn.Module:
+    """A copy of `module` in which every MaskedLinear is a plain nn.Linear holding weight * mask, so an
+    exported graph carries the masked weights themselves (no mask multiplication at run time)."""
+    baked = copy.deepcopy(module)
+    for parent in list(baked.modules()):
+        for name, child in list(parent.named_children()):
+            if isinstance(child, MaskedLinear):
+                plain = nn.Linear(child.in_features, child.out_features, dtype=child.weight.dtype)
+                with torch.no_grad():
+                    plain.weight.copy_(child.weight * child.mask)
+                    plain.bias.copy_(child.bias)
+                setattr(parent, name, plain)
+    return baked

@@ -37,6 +37,7 @@ from modelrepo.contract import (
     NAME_PATTERN,
     UNIFORM_CATEGORICAL,
 )
+from training.autoregressive import with_masks_baked
 from training.model import VAE
 
 PARITY_TOLERANCE = 1e-4
@@ -62,8 +63,9 @@ class EncoderGraph(nn.Module):
 class DecoderGraph(nn.Module):
     """z [batch, L] (or [batch, G, C]) -> logits, or mean and logvar, each [batch, *data_shape].
 
-    An autoregressive decoder takes x [batch, *data_shape] as its second input; its masks are multiplied
-    into the weights when the graph is traced, so the graph holds plain (zero-patterned) weights."""
+    An autoregressive decoder takes x [batch, *data_shape] as its second input; export traces a copy whose
+    masks are multiplied into the weights (with_masks_baked), so the graph holds plain zero-patterned weights,
+    and checks it against the masked original."""
 
     def __init__(self, vae: VAE):
         super().__init__()
@@ -129,7 +131,7 @@ def export_model(
         _write_graph(EncoderGraph(vae), (data_example,), [ENCODER_INPUT], encoder_output_names(vae),
                      staging / ENCODER_FILE)
         decoder_examples = (torch.zeros(2, *latent_shape(vae)),) + ((data_example,) if vae.autoregressive else ())
-        _write_graph(DecoderGraph(vae), decoder_examples, decoder_input_names(vae), output_names(vae),
+        _write_graph(DecoderGraph(with_masks_baked(vae)), decoder_examples, decoder_input_names(vae), output_names(vae),
                      staging / DECODER_FILE)
         parity = check_parity(vae, staging, tolerance)
         manifest = _manifest(vae, name, version, staging, parity, extra_manifest or {})
