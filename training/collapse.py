@@ -145,8 +145,9 @@ def _findings(rows: list[dict]) -> list[str]:
                  f"{mean(rows[-1], 'test_loglik'):.2f} at the same epochs.")
     for row in made[1:]:
         delta = mean(row, "test_loglik") - mean(plain, "test_loglik")
+        time_ratio = mean(row, "train_seconds") / mean(plain, "train_seconds")
         lines.append(f"- {row['label']}: log p(x) {delta:+.2f} against plain, KL {mean(row, 'test_kl'):.2f}, "
-                     f"MI {mean(row, 'mutual_information'):.2f}, {mean(row, 'train_seconds') / mean(plain, 'train_seconds'):.1f}x its train time.")
+                     f"MI {mean(row, 'mutual_information'):.2f}, {time_ratio:.1f}x its train time.")
     return lines + [""]
 
 

@@ -177,7 +177,8 @@ def check_parity(vae: VAE, folder: Path, tolerance: float) -> float:
             sessions[path] = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
             names = ([i.name for i in sessions[path].get_inputs()], [o.name for o in sessions[path].get_outputs()])
             if names != (input_names, outputs):
-                raise ExportError(f"{path.name}: inputs and outputs {names}, the contract needs {(input_names, outputs)}")
+                wanted = (input_names, outputs)
+                raise ExportError(f"{path.name}: inputs and outputs {names}, the contract needs {wanted}")
         got = run_onnx(sessions[path], dict(zip(input_names, values)))
         with torch.no_grad():
             want = [t.numpy() for t in module(*(torch.from_numpy(v) for v in values))]
