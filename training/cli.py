@@ -1,4 +1,5 @@
-"""Command line: train, evaluate, export, baselines, build (all of them in a row), report, compare-estimators."""
+"""Command line: train, evaluate, export, baselines, build (all of them in a row), report, compare-estimators,
+collapse-study."""
 
 import argparse
 import dataclasses
@@ -38,6 +39,10 @@ MODEL_FLAGS = {  # flag -> (ModelConfig field, type, help)
     "--latent": ("latent", str, "gaussian, or categorical (--groups one-hot vectors of --categories)"),
     "--groups": ("groups", int, "categorical latents: independent one-hot groups"),
     "--categories": ("categories", int, "categorical latents: categories per group"),
+    "--decoder": ("decoder", str, "mlp (factorised p(x|z)) or made (autoregressive, p(x_d | z, x_<d))"),
+    "--decoder-hidden": ("decoder_hidden", _ints, "decoder widths (default: --hidden reversed)"),
+    "--x-dropout": ("x_dropout", float, "made: zero each x position fed to the decoder with this probability "
+                                        "while training (Bowman et al. 2016); evaluation sees the full x"),
 }
 TRAIN_FLAGS = {
     "--epochs": ("epochs", int, "epochs of training"),
@@ -59,6 +64,10 @@ TRAIN_FLAGS = {
     "--temperature-start": ("temperature_start", float, "Gumbel-softmax temperature at the first epoch"),
     "--temperature-end": ("temperature_end", float, "Gumbel-softmax temperature at the last epoch"),
     "--straight-through": ("straight_through", _yes_no, "Gumbel-softmax: one-hot forward pass (yes or no)"),
+    "--aggressive": ("aggressive", _yes_no, "aggressive encoder training until I(x;z) stops rising "
+                                            "(He et al. 2019; yes or no)"),
+    "--aggressive-max-steps": ("aggressive_max_steps", int, "aggressive: most encoder steps per decoder step"),
+    "--aggressive-window": ("aggressive_window", int, "aggressive: steps per loss comparison of the inner loop"),
 }
 
 
@@ -151,6 +160,12 @@ def cmd_compare_estimators(args: argparse.Namespace) -> None:
     print(write_comparison(Path(args.output), args.epochs, args.draws))
 
 
+def cmd_collapse_study(args: argparse.Namespace) -> None:
+    from training.collapse import write_study
+
+    print(write_study(Path(args.output), args.epochs, args.seeds, args.k))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m training", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -206,6 +221,14 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--draws", type=int, default=200, help="gradient draws for the variance")
     compare.add_argument("--output", default="docs/ESTIMATORS.md")
     compare.set_defaults(handler=cmd_compare_estimators)
+
+    collapse = commands.add_parser("collapse-study",
+                                   help="posterior collapse with a MADE decoder on digits-binary and its remedies")
+    collapse.add_argument("--epochs", type=int, default=80, help="training epochs per run")
+    collapse.add_argument("--seeds", type=int, default=2, help="seeds per row")
+    collapse.add_argument("--k", type=int, default=1000, help="importance samples per test image")
+    collapse.add_argument("--output", default="docs/COLLAPSE.md")
+    collapse.set_defaults(handler=cmd_collapse_study)
     for command in (train, evaluate, build):
         command.add_argument("--device", default="cpu", help="torch device: cpu, or cuda (cuda:N) where a GPU is")
     return parser

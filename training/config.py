@@ -49,6 +49,12 @@ class ModelConfig(_JsonConfig):
     latent: Latent = "gaussian"
     groups: int = 0
     categories: int = 0
+    # p(x|z): "mlp" factorises over the elements of x; "made" is autoregressive, p(x_d | z, x_<d), a masked
+    # MLP over x with z fed into every layer (training/autoregressive.py).
+    decoder: Literal["mlp", "made"] = "mlp"
+    decoder_hidden: tuple[int, ...] = ()  # decoder widths; empty: the encoder's `hidden` reversed
+    # MADE only, training only: each x position fed to the decoder is zeroed with this probability.
+    x_dropout: float = 0.0
 
     def __post_init__(self) -> None:
         if self.latent not in ("gaussian", "categorical"):
@@ -68,7 +74,13 @@ class ModelConfig(_JsonConfig):
             raise ValueError(f"data_shape must be positive integers, got {self.data_shape}")
         if self.latent_dim < 1:
             raise ValueError(f"latent_dim must be >= 1, got {self.latent_dim}")
-        if any(h < 1 for h in self.hidden):
+        if self.decoder not in ("mlp", "made"):
+            raise ValueError(f"decoder must be 'mlp' or 'made', got {self.decoder!r}")
+        if not 0.0 <= self.x_dropout < 1.0:
+            raise ValueError(f"x_dropout must be in [0, 1), got {self.x_dropout}")
+        if self.x_dropout > 0 and self.decoder != "made":
+            raise ValueError("x_dropout weakens an autoregressive decoder; use it with decoder 'made'")
+        if any(h < 1 for h in (*self.hidden, *self.decoder_hidden)):
             raise ValueError(f"hidden widths must be >= 1, got {self.hidden}")
         if self.likelihood not in LIKELIHOODS:
             raise ValueError(f"likelihood must be {' or '.join(map(repr, LIKELIHOODS))}, got {self.likelihood!r}")
@@ -99,6 +111,12 @@ class TrainConfig(_JsonConfig):
     temperature_start: float = 1.0  # Gumbel-softmax: geometric decay from start to end over the epochs
     temperature_end: float = 0.5
     straight_through: bool = False  # Gumbel-softmax: one-hot forward, relaxed gradient
+    # Aggressive inference training (He et al. 2019, training/aggressive.py): before each decoder step, up to
+    # aggressive_max_steps encoder-only steps on fresh batches, until the mean loss over aggressive_window
+    # steps stops falling; the phase ends when the validation I(x;z) falls between epochs.
+    aggressive: bool = False
+    aggressive_max_steps: int = 100
+    aggressive_window: int = 10
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1 or self.eval_every < 1 or self.eval_samples < 1:
@@ -119,6 +137,8 @@ class TrainConfig(_JsonConfig):
             raise ValueError(f"estimator must be 'exact', 'score_function' or 'gumbel_softmax', got {self.estimator!r}")
         if not 0.0 <= self.baseline_decay < 1.0:
             raise ValueError(f"baseline_decay must be in [0, 1), got {self.baseline_decay}")
+        if self.aggressive_max_steps < 1 or self.aggressive_window < 1:
+            raise ValueError("aggressive_max_steps and aggressive_window must be >= 1")
         if self.temperature_start <= 0 or self.temperature_end <= 0:
             raise ValueError("temperature_start and temperature_end must be > 0")
 

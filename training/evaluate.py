@@ -1,5 +1,5 @@
 """Test-set evaluation: log-likelihood (importance-sampled with K = 5000, or exact for small categorical
-latents), ELBO, KL per dimension, active units."""
+latents), ELBO, KL per dimension, active units, mutual information I(x;z) (Gaussian latents)."""
 
 import math
 
@@ -10,6 +10,7 @@ from tqdm.auto import tqdm
 from modelrepo.importance import ImportanceEstimate
 from training.categorical import categorical_kl
 from training.estimators import enumerates, exact_loglik, importance_sampled_loglik
+from training.information import mutual_information
 from training.likelihoods import gaussian_kl_per_dim, proposal_log_prob
 from training.model import VAE
 
@@ -38,6 +39,9 @@ def evaluate(
     posterior_mean_variance = posterior_mean.double().cpu().var(0, unbiased=True)  # (L,) Cov_x(E_q[z_d])
     n, data_dim = flat.shape
     loglik, stderr = estimate.loglik, estimate.stderr
+    information = {}
+    if model.config.latent == "gaussian":  # over the test rows, q(z) their aggregate posterior
+        information["mutual_information"] = mutual_information(*model.encode(flat), generator=generator)
     return {
         "k": k if method == "importance" else model.config.categories**model.config.groups,  # terms summed
         "method": method,
@@ -52,6 +56,7 @@ def evaluate(
         "kl_per_dim": [float(v) for v in kl_per_dim.cpu()],
         "active_units": int((posterior_mean_variance > ACTIVE_UNIT_THRESHOLD).sum()),
         "active_unit_threshold": ACTIVE_UNIT_THRESHOLD,
+        **information,
     }
 
 

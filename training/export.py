@@ -25,6 +25,7 @@ from torch import nn
 from modelrepo import FORMAT, check_graphs, load_manifest, sha256_of
 from modelrepo.contract import (
     CATEGORICAL_LATENT,
+    DECODER_CONDITION,
     DECODER_FILE,
     DECODER_INPUT,
     DECODER_OUTPUTS,
@@ -36,6 +37,7 @@ from modelrepo.contract import (
     NAME_PATTERN,
     UNIFORM_CATEGORICAL,
 )
+from training.autoregressive import with_masks_baked
 from training.model import VAE
 
 PARITY_TOLERANCE = 1e-4
@@ -59,15 +61,25 @@ class EncoderGraph(nn.Module):
 
 
 class DecoderGraph(nn.Module):
-    """z [batch, L] (or [batch, G, C]) -> logits, or mean and logvar, each [batch, *data_shape]."""
+    """z [batch, L] (or [batch, G, C]) -> logits, or mean and logvar, each [batch, *data_shape].
+
+    An autoregressive decoder takes x [batch, *data_shape] as its second input; export traces a copy whose
+    masks are multiplied into the weights (with_masks_baked), so the graph holds plain zero-patterned weights,
+    and checks it against the masked original."""
 
     def __init__(self, vae: VAE):
         super().__init__()
         self.vae = vae
 
-    def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    def forward(self, z: torch.Tensor, x: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
         shape = self.vae.config.data_shape
-        return tuple(p.unflatten(1, shape) for p in self.vae.decode(z.flatten(1)))
+        flat_x = None if x is None else x.flatten(1)
+        return tuple(p.unflatten(1, shape) for p in self.vae.decode(z.flatten(1), flat_x))
+
+
+def decoder_input_names(vae: VAE) -> list[str]:
+    """["z"], or ["z", "x"] for an autoregressive decoder (the contract's names)."""
+    return [DECODER_INPUT, DECODER_CONDITION] if vae.autoregressive else [DECODER_INPUT]
 
 
 def output_names(vae: VAE) -> list[str]:
@@ -115,10 +127,12 @@ def export_model(
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{version}.", suffix=".tmp"))
     try:
-        _write_graph(EncoderGraph(vae), torch.zeros(2, *vae.config.data_shape), ENCODER_INPUT,
-                     encoder_output_names(vae), staging / ENCODER_FILE)
-        _write_graph(DecoderGraph(vae), torch.zeros(2, *latent_shape(vae)), DECODER_INPUT,
-                     output_names(vae), staging / DECODER_FILE)
+        data_example = torch.zeros(2, *vae.config.data_shape)
+        _write_graph(EncoderGraph(vae), (data_example,), [ENCODER_INPUT], encoder_output_names(vae),
+                     staging / ENCODER_FILE)
+        decoder_examples = (torch.zeros(2, *latent_shape(vae)),) + ((data_example,) if vae.autoregressive else ())
+        _write_graph(DecoderGraph(with_masks_baked(vae)), decoder_examples, decoder_input_names(vae), output_names(vae),
+                     staging / DECODER_FILE)
         parity = check_parity(vae, staging, tolerance)
         manifest = _manifest(vae, name, version, staging, parity, extra_manifest or {})
         (staging / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
@@ -130,13 +144,14 @@ def export_model(
     return target
 
 
-def _write_graph(module: nn.Module, example: torch.Tensor, input_name: str, outputs: list[str], path: Path) -> None:
+def _write_graph(module: nn.Module, examples: tuple[torch.Tensor, ...], input_names: list[str], outputs: list[str],
+                 path: Path) -> None:
     batch = torch.export.Dim("batch", min=1)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         program = torch.onnx.export(
-            module, (example,), dynamo=True, input_names=[input_name], output_names=outputs,
-            dynamic_shapes=({0: batch},), external_data=False, verbose=False,
+            module, examples, dynamo=True, input_names=input_names, output_names=outputs,
+            dynamic_shapes=tuple({0: batch} for _ in examples), external_data=False, verbose=False,
         )
     program.save(str(path), external_data=False)
     onnx.checker.check_model(str(path), full_check=True)
@@ -151,19 +166,22 @@ def check_parity(vae: VAE, folder: Path, tolerance: float) -> float:
     for batch in PARITY_BATCH_SIZES:
         x = rng.uniform(size=(batch, *vae.config.data_shape)).astype(np.float32)
         z = example_latents(vae, batch, rng)
-        cases += [(folder / ENCODER_FILE, EncoderGraph(vae), ENCODER_INPUT, encoder_output_names(vae), x),
-                  (folder / DECODER_FILE, DecoderGraph(vae), DECODER_INPUT, output_names(vae), z)]
+        decoder_inputs = (z, (rng.uniform(size=x.shape) < 0.5).astype(np.float32)) if vae.autoregressive else (z,)
+        cases += [(folder / ENCODER_FILE, EncoderGraph(vae), [ENCODER_INPUT], encoder_output_names(vae), (x,)),
+                  (folder / DECODER_FILE, DecoderGraph(vae), decoder_input_names(vae), output_names(vae),
+                   decoder_inputs)]
     worst = 0.0
     sessions: dict[Path, ort.InferenceSession] = {}
-    for path, module, input_name, outputs, value in cases:
+    for path, module, input_names, outputs, values in cases:
         if path not in sessions:
             sessions[path] = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
             names = ([i.name for i in sessions[path].get_inputs()], [o.name for o in sessions[path].get_outputs()])
-            if names != ([input_name], outputs):
-                raise ExportError(f"{path.name}: inputs and outputs {names}, the contract needs {([input_name], outputs)}")
-        got = run_onnx(sessions[path], input_name, value)
+            if names != (input_names, outputs):
+                wanted = (input_names, outputs)
+                raise ExportError(f"{path.name}: inputs and outputs {names}, the contract needs {wanted}")
+        got = run_onnx(sessions[path], dict(zip(input_names, values)))
         with torch.no_grad():
-            want = [t.numpy() for t in module(torch.from_numpy(value))]
+            want = [t.numpy() for t in module(*(torch.from_numpy(v) for v in values))]
         for g, w in zip(got, want):
             if g.shape != w.shape:
                 raise ExportError(f"{path.name}: output shape {g.shape}, PyTorch gives {w.shape}")
@@ -173,8 +191,8 @@ def check_parity(vae: VAE, folder: Path, tolerance: float) -> float:
     return worst
 
 
-def run_onnx(session: ort.InferenceSession, input_name: str, value: np.ndarray) -> list[np.ndarray]:
-    return session.run(None, {input_name: value})
+def run_onnx(session: ort.InferenceSession, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+    return session.run(None, feeds)
 
 
 def _latent_entries(vae: VAE) -> dict:
@@ -194,7 +212,7 @@ def _manifest(vae: VAE, name: str, version: int, folder: Path, parity: float, ex
         "version": version,
         "data_shape": list(config.data_shape),
         "latent_dim": config.latent_dim,
-        "likelihood": {"type": config.likelihood},
+        "likelihood": {"type": config.likelihood, **({"autoregressive": True} if vae.autoregressive else {})},
         **_latent_entries(vae),
         "encoder": ENCODER_FILE,
         "decoder": DECODER_FILE,

@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from training.autoregressive import MADEDecoder
 from training.config import ModelConfig
 from training.likelihoods import (
     bernoulli_log_prob,
@@ -44,7 +45,12 @@ class VAE(nn.Module):
         encoder_outputs = latent if config.latent == "categorical" else 2 * latent  # logits, or mu and logvar
         self.encoder = mlp([data_dim, *hidden, encoder_outputs], config.activation)
         heads = 2 if config.likelihood == "gaussian" and config.gaussian_variance == "conditional" else 1
-        self.decoder = mlp([latent, *reversed(hidden), heads * data_dim], config.activation)
+        decoder_hidden = list(config.decoder_hidden) or list(reversed(hidden))
+        if config.decoder == "made":
+            self.decoder = MADEDecoder(data_dim, latent, tuple(decoder_hidden), heads, ACTIVATIONS[config.activation],
+                                       config.x_dropout)
+        else:
+            self.decoder = mlp([latent, *decoder_hidden, heads * data_dim], config.activation)
         if config.likelihood == "gaussian" and config.gaussian_variance == "per_output":
             self.output_logvar = nn.Parameter(torch.zeros(data_dim))
         self.prior = build_prior(config.prior, config.prior_components, latent)
@@ -66,9 +72,21 @@ class VAE(nn.Module):
         """Categorical latents: x (N, D) -> logits (N, G, C)."""
         return self.encoder(x).unflatten(-1, (self.config.groups, self.config.categories))
 
-    def decode(self, z: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """z (..., L) -> (logits,) for Bernoulli or (mean, logvar) for Gaussian, each (..., D)."""
-        out = self.decoder(z)
+    @property
+    def autoregressive(self) -> bool:
+        return self.config.decoder == "made"
+
+    def decode(self, z: torch.Tensor, x: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
+        """z (..., L) -> (logits,) for Bernoulli or (mean, logvar) for Gaussian, each (..., D).
+
+        An autoregressive decoder also takes x (..., D) (teacher forcing): the parameters at position d are
+        those of p(x_d | z, x_<d)."""
+        if self.autoregressive:
+            if x is None:
+                raise ValueError("an autoregressive decoder needs x as well as z")
+            out = self.decoder(z, x)
+        else:
+            out = self.decoder(z)
         if self.config.likelihood == "bernoulli":
             return (out,)
         if self.config.gaussian_variance == "per_output":
@@ -80,13 +98,16 @@ class VAE(nn.Module):
 
     def log_px_given_z(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         """log p(x|z): x (..., D) broadcast against z (..., L) -> (...)."""
-        params = self.decode(z)
+        params = self.decode(z, x)
         if self.config.likelihood == "bernoulli":
             return bernoulli_log_prob(x, *params)
         return gaussian_log_prob(x, *params)
 
     def log_px_given_z_table(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        """log p(x_n | z_m) for every pair: x (N, D), z (M, L) -> (N, M); the decoder runs once per z."""
+        """log p(x_n | z_m) for every pair: x (N, D), z (M, L) -> (N, M); the decoder runs once per z
+        (once per pair for an autoregressive decoder, whose parameters depend on x)."""
+        if self.autoregressive:
+            return self.log_px_given_z(x[:, None], z[None])
         params = self.decode(z)
         if self.config.likelihood == "bernoulli":
             return bernoulli_log_prob_table(x, *params)

@@ -15,6 +15,8 @@ def check_compatible(model: ModelConfig, train: TrainConfig) -> None:
     """Raise ValueError, saying what to change, for a model and an objective that do not go together."""
     if model.prior == "mixture_of_gaussians" and train.free_bits > 0:
         raise ValueError("free_bits needs a KL per dimension, which a mixture prior does not have; set it to 0")
+    if train.aggressive and model.latent == "categorical":
+        raise ValueError("aggressive training follows I(x;z) of Gaussian latents; set aggressive off for categorical ones")
     if model.latent == "categorical":
         if train.objective != "elbo":
             raise ValueError("categorical latents train with --objective elbo (the estimator is --estimator)")

@@ -12,11 +12,19 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from training.aggressive import (
+    drop_gradients,
+    encoder_and_rest,
+    random_batch,
+    stays_aggressive,
+    update_encoder_until_converged,
+)
 from training.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from training.config import DataConfig, ModelConfig, TrainConfig
 from training.data import Dataset
 from training.evaluate import kl_and_posterior_mean
 from training.estimators import enumerates, exact_loglik, importance_sampled_loglik
+from training.information import mutual_information
 from training.model import VAE
 from training.objectives import check_compatible, training_loss
 
@@ -45,6 +53,14 @@ def validation_score(model: VAE, x_val: torch.Tensor, samples: int) -> float:
         estimate = importance_sampled_loglik(model, x_val, samples, torch.Generator().manual_seed(0))
     model.train()
     return float(estimate.loglik.mean())
+
+
+@torch.no_grad()
+def validation_mutual_information(model: VAE, x_val: torch.Tensor) -> float:
+    model.eval()
+    mi = mutual_information(*model.encode(x_val), generator=torch.Generator().manual_seed(0))
+    model.train()
+    return mi
 
 
 def train(
@@ -89,6 +105,7 @@ def train(
     train_raw, val_x = dataset.split_validation(train_config.val_fraction)
     val_x = flat(val_x)
     evaluations_without_gain = _evaluations_without_gain(state)
+    encoder_parameters, other_parameters = encoder_and_rest(model)
     model.train()
     bar = tqdm(range(state.epochs_done, train_config.epochs), desc="train", unit="epoch",
                initial=state.epochs_done, total=train_config.epochs, disable=not progress)
@@ -96,19 +113,41 @@ def train(
         if state.finished:
             break
         generator = torch.Generator().manual_seed(epoch_seed(train_config.seed, epoch))
+        torch.manual_seed(epoch_seed(train_config.seed, epoch))  # modules' own noise (x-dropout), resumable too
         x_epoch = flat(dataset.observe(train_raw, np.random.default_rng([train_config.seed, epoch])))
         order = torch.randperm(len(x_epoch), generator=generator)
         for group in optimizer.param_groups:
             group["lr"] = train_config.learning_rate_at(epoch)
-        total = 0.0
+        aggressive = train_config.aggressive and state.objective_state.get("aggressive", 1.0) > 0
+        total, encoder_steps = 0.0, 0
         for start in range(0, len(order), train_config.batch_size):
             batch = x_epoch[order[start : start + train_config.batch_size].to(device)]
+            if aggressive:
+                def encoder_step() -> float:
+                    fresh = random_batch(x_epoch, train_config.batch_size, generator)
+                    loss = training_loss(model, fresh, train_config, epoch, generator, state.objective_state)
+                    optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    drop_gradients(other_parameters)
+                    optimizer.step()
+                    return loss.item()
+
+                encoder_steps += update_encoder_until_converged(
+                    encoder_step, train_config.aggressive_max_steps, train_config.aggressive_window)
             loss = training_loss(model, batch, train_config, epoch, generator, state.objective_state)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            if aggressive:
+                drop_gradients(encoder_parameters)  # the decoder's step; the encoder has just had its own
             optimizer.step()
             total += loss.item() * len(batch)
         record = {"epoch": epoch + 1, "train_loss": total / len(order), "val_kl": validation_kl(model, val_x)}
+        if aggressive:
+            mi = validation_mutual_information(model, val_x)
+            record.update(encoder_steps=encoder_steps, val_mutual_information=mi)
+            if not stays_aggressive(state.objective_state.get("previous_mi", -math.inf), mi):
+                state.objective_state["aggressive"] = 0.0
+            state.objective_state["previous_mi"] = mi
         last = epoch + 1 == train_config.epochs
         if (epoch + 1) % train_config.eval_every == 0 or last:
             score = validation_score(model, val_x, train_config.eval_samples)
