@@ -43,7 +43,7 @@ def test_models_lists_every_version_and_the_reason_a_version_failed(repository, 
 def test_shipped_models_serve_and_score_their_own_samples_sensibly(make_client):
     client = make_client(PROJECT_ROOT / "models", default_model="digits")
     assert client.get("/health/ready").json()["models"] == [
-        "digits:1", "digits-binary:1", "digits-binary-discrete:1", "digits-mog:1"]
+        "digits:1", "digits-binary:1", "digits-binary-discrete:1", "digits-mog:1", "mnist-binary:1"]
     drawn = client.post("/sample", json={"model": "digits-binary", "n": 20, "seed": 0, "mode": "sample"}).json()
     own = client.post("/loglik", json={"model": "digits-binary", "x": drawn["x"], "k": 200}).json()
     noise = (np.random.default_rng(0).uniform(size=(20, 64)) < 0.5).astype(int).tolist()
@@ -71,3 +71,16 @@ def test_shipped_richer_models_rescored_through_the_service_give_their_manifests
         else:  # k = 1000 sits a little below the K = 5000 figure, never above it by more than its noise
             assert loglik < manifest["metrics"]["test_loglik"] + 0.05
         assert abs(loglik - manifest["metrics"]["test_loglik"]) < tolerance
+
+
+def test_shipped_mnist_model_serves_28x28_images(make_client):
+    client = make_client(PROJECT_ROOT / "models", default_model="digits")
+    versions = client.get("/models/mnist-binary").json()["versions"]
+    assert versions[0]["ready"] and versions[0]["manifest"]["data_shape"] == [28, 28]
+    drawn = client.post("/sample", json={"model": "mnist-binary", "n": 8, "seed": 0, "mode": "sample"}).json()
+    assert np.asarray(drawn["x"]).shape == (8, 28, 28)
+    own = client.post("/loglik", json={"model": "mnist-binary", "x": drawn["x"], "k": 100}).json()
+    noise = (np.random.default_rng(0).uniform(size=(8, 784)) < 0.13).astype(int).tolist()  # MNIST's ink share
+    other = client.post("/loglik", json={"model": "mnist-binary", "x": noise, "k": 100}).json()
+    # Its own samples score like test images (about -90 nats or better); scattered ink far below that.
+    assert np.mean(own["loglik"]) > -150 and np.mean(other["loglik"]) < np.mean(own["loglik"]) - 100
