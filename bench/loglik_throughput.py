@@ -11,10 +11,9 @@ tier (service/kernels: Triton, `gpu` extra) in fp16, bf16 and fp32 where a CUDA 
 rows say why not otherwise; --kernel-tier on runs them in Triton's interpreter on the CPU: very slow); then
 whole HTTP requests (`python -m service`, batches of --points, .npy in and .npz out) on the fused fp32 graph.
 Accuracy is the largest difference in nats from the float64 path. Writes section "loglik" of
-docs/BENCHMARKS.md. On a GPU machine, the one command (target: >= 150 M importance samples/s for the tier; as a
-module, since run as a script bench/profile.py would shadow the standard library's, which torch's export uses):
+docs/BENCHMARKS.md. On a GPU machine, the one command (target: >= 150 M importance samples/s for the tier):
 
-    .venv/bin/python -m bench.loglik_throughput build && .venv/bin/python -m bench.loglik_throughput measure
+    .venv/bin/python bench/loglik_throughput.py build && .venv/bin/python bench/loglik_throughput.py measure
 """
 
 import argparse

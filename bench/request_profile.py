@@ -1,7 +1,7 @@
 """Where a request's CPU time goes: our server (or the naive peer) under py-spy while wrk drives the
 single-point load of bench/http_speed.py, each frame given as ms of CPU per request served.
 
-    .venv/bin/python bench/profile.py [--endpoint encode] [--seconds 10] [--peer] [--idle] [--output /tmp]
+    .venv/bin/python bench/request_profile.py [--endpoint encode] [--seconds 10] [--peer] [--idle] [--output /tmp]
                                       [--top 25] [-- more py-spy record options, e.g. --native --nonblocking]
 
 Starts the server (one worker, in-process cache), warms it up, attaches `py-spy record --pid` at --rate Hz,
