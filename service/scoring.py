@@ -64,9 +64,8 @@ def build_scorer(runtime: ModelRuntime, encoder: bytes, decoder: bytes, session_
                  options: RuntimeOptions) -> Scorer:
     """The kernel tier's scorer when it fits the model and passes its check (service.kernels.tier), else the ONNX
     Runtime scorer the options ask for, which then carries the kernel tier's reason."""
-    onnx_scorer = _onnx_scorer(runtime, encoder, decoder, session_options, options)
     if options.kernel_tier == "off":
-        return onnx_scorer
+        return _onnx_scorer(runtime, encoder, decoder, session_options, options)
     from service.kernels.tier import build_kernel_scorer  # torch and triton only past this point, and only if there
 
     label = f"{runtime.manifest.name}:{runtime.manifest.version}"
@@ -76,6 +75,7 @@ def build_scorer(runtime: ModelRuntime, encoder: bytes, decoder: bytes, session_
         log.info("model %s: Triton kernels (%s), %.2g nats from the ONNX graphs", label, kernel_scorer.precision,
                  kernel_scorer.verified_difference)
         return kernel_scorer
+    onnx_scorer = _onnx_scorer(runtime, encoder, decoder, session_options, options)  # built only when needed
     onnx_scorer.kernel_tier_reason = why
     log.info("model %s: served by ONNX Runtime, not the kernel tier: %s", label, why)
     return onnx_scorer
