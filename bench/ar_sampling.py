@@ -4,9 +4,9 @@
 
 The model is built here, by hand, with random weights: a MADE decoder (Germain et al. 2015) of one masked
 hidden layer, h = relu(x W1 * M1 + z U + b1), logits = h W2 * M2 + z V + b2, Bernoulli over --data-dim
-positions, and a linear encoder. `measure` times, in process (the runtime the service calls, no HTTP):
+positions, and a linear encoder. `measure` times, in process (the engine the service calls, no HTTP):
 drawing x for n latents at once (D + 1 decoder passes of n rows), and for comparison one teacher-forced
-/loglik pass-equivalent (the scorer, k samples per point); then POST /sample through HTTP. Writes section
+/loglik pass-equivalent (the engine's loglik, k samples per point); then POST /sample through HTTP. Writes section
 "ar_sampling" of docs/BENCHMARKS.md.
 """
 
@@ -32,7 +32,7 @@ from bench import in_process  # noqa: E402
 from bench.report import replace_section  # noqa: E402
 from bench.serving import start_server_on_free_port  # noqa: E402
 from modelrepo.likelihood import generator  # noqa: E402
-from service.runtime import providers_for  # noqa: E402
+from service.engine.sessions import providers_for  # noqa: E402
 from service.settings import Settings  # noqa: E402
 
 NAME = "made"
@@ -109,16 +109,15 @@ def measure(data_dim: int, hidden: int, latent: int, seconds: float, sizes: list
     folder = build(repository, data_dim, hidden, latent)
     settings = Settings(model_repository=repository)
     device = providers_for(settings.device)[0]
-    runtime = in_process.load_runtime(folder, settings)
+    engine = in_process.load_engine(folder, settings)
     lines = ["| what | n | time per request | decoder passes / s | x values drawn / s |", "|---|---|---|---|---|"]
     for n in sizes:
         z = generator(0).standard_normal((n, latent)).astype(np.float32)
-        noise = generator(1).uniform(size=(n, data_dim))
-        took = best_of(lambda: runtime.draw(z, noise), seconds)
+        took = best_of(lambda: engine.decode(z, seed=1), seconds)  # x drawn given z, from the seed's noise
         lines.append(f"| in process: draw x given z ({data_dim + 1} passes) | {n} | {took * 1e3:.1f} ms | "
                      f"{(data_dim + 1) / took:.0f} | {n * data_dim / took / 1e6:.3f} M |")
     x = (generator(2).uniform(size=(16, data_dim)) < 0.3).astype(np.float32)
-    took = best_of(lambda: runtime.scorer.estimate(x, 64, 0), seconds)
+    took = best_of(lambda: engine.loglik(x, 64, 0), seconds)
     lines.append(f"| in process: /loglik teacher-forced, 16 points x k 64 (1 pass per slice) | 16 | {took * 1e3:.1f} ms "
                  f"| - | - |")
     os.environ.update(VAE_MODEL_REPOSITORY=str(repository), VAE_DEFAULT_MODEL=NAME)

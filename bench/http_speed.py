@@ -138,11 +138,11 @@ def single_point_tables(runs: list[Run]) -> str:
 def batch(seconds: float, threads: int, clients: int = 4) -> str:
     """N=64 requests through HTTP (JSON, .npy) next to the same computation in process, on the same batches."""
     settings = Settings(model_repository=ROOT / "models")
-    runtime = in_process.load_runtime(ROOT / servers.MODEL, settings)
+    engine = in_process.load_engine(ROOT / servers.MODEL, settings)
     pool = RowPool(1024, DATA_SIZE, max(threads, clients))
     cases = {  # endpoint: (the in-process computation, the request's fields besides x)
-        "encode": (lambda x: in_process.encode(runtime, x), {"model": MODEL}),
-        "loglik": (lambda x: in_process.loglik(runtime, x, BATCH_K, 0, settings), {"model": MODEL, "k": BATCH_K}),
+        "encode": (lambda x: in_process.encode(engine, x), {"model": MODEL}),
+        "loglik": (lambda x: in_process.loglik(engine, x, BATCH_K, 0), {"model": MODEL, "k": BATCH_K}),
     }
     lines = ["| call | how | rows/s | calls | p50 / p99 ms per call | HTTP / in process | non-2xx | cache hits |",
              "|---|---|---|---|---|---|---|---|"]
@@ -258,7 +258,7 @@ def main() -> None:
                     "each unless said\n\n" + single_point_tables(runs))
     if "batch" in parts:
         text.append(f"### Batches of {BATCH_ROWS} points: rows/s through HTTP next to the service's own "
-                    "computation called in process on the same kind of batches (runtime.encode; the /loglik scorer "
+                    "computation called in process on the same kind of batches (the engine's encode; its /loglik "
                     f"with the service's settings)\n\nEach call: {BATCH_ROWS} rows drawn at random from a pool of "
                     "1024 (fresh data, no cache hits). Closed loops: each thread or httpx client calls, waits, calls "
                     "again; rows/s = rows / mean call time x threads. The HTTP figures include the httpx clients' "

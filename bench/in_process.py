@@ -1,7 +1,6 @@
 """The service's own computations called in process, without HTTP: the yardstick of "through HTTP / in process".
 
-The one place in bench/ that knows how the service builds a model's runtime and computes with it
-(service.runtime.ModelRuntime and the model's one scorer, service.scoring).
+The one place in bench/ that knows how the service builds a model version's engine (service.engine.engine).
 """
 
 import dataclasses
@@ -9,29 +8,30 @@ from pathlib import Path
 
 import numpy as np
 
-from modelrepo import load_manifest
-from modelrepo.importance import ImportanceEstimate
-from service.runtime import ModelRuntime, RuntimeOptions, providers_for
+from service.engine.engine import ModelEngine
+from service.engine.options import EngineOptions
+from service.engine.sessions import providers_for
 from service.settings import Settings
+from service.types import Result
 
 
-def load_runtime(folder: Path, settings: Settings, loglik_graph: str | None = None,
-                 precision: str | None = None, **options) -> ModelRuntime:
+def load_engine(folder: Path, settings: Settings, loglik_graph: str | None = None,
+                precision: str | None = None, **options) -> ModelEngine:
     """The model version in `folder` as the service loads it under `settings` (its device, intra-op threads,
-    scoring graph and precision); loglik_graph, precision and any other RuntimeOptions field (kernel_tier=...)
+    scoring graph and precision); loglik_graph, precision and any other EngineOptions field (kernel_tier=...)
     override the settings' ones."""
-    base = RuntimeOptions.from_settings(settings, providers_for(settings.device))
+    base = EngineOptions.from_settings(settings, providers_for(settings.device))
     options = dataclasses.replace(base, loglik_graph=loglik_graph or base.loglik_graph,
                                   precision=precision or base.precision, **options)
-    return ModelRuntime(folder, load_manifest(folder), options)
+    return ModelEngine.open(folder, options)
 
 
-def encode(runtime: ModelRuntime, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def encode(engine: ModelEngine, x: np.ndarray) -> Result:
     """x (N, *data_shape) float32 -> mu, logvar (N, L): one encoder run."""
-    return runtime.encode(x)
+    return engine.encode(x)
 
 
-def loglik(runtime: ModelRuntime, x: np.ndarray, k: int, seed: int, settings: Settings) -> ImportanceEstimate:
-    """The service's /loglik estimate of x (N, *data_shape) float32, sliced as the service slices it (the
-    scorer was built with the settings' slice widths)."""
-    return runtime.scorer.estimate(x, k, seed)
+def loglik(engine: ModelEngine, x: np.ndarray, k: int, seed: int) -> Result:
+    """The service's /loglik estimate of x (N, *data_shape) float32, sliced as the service slices it (the engine
+    was built with the settings' slice widths): loglik, stderr, elbo (N,)."""
+    return engine.loglik(x, k, seed)

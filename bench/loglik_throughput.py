@@ -5,9 +5,9 @@
 
 The reference model is an MNIST-size MLP VAE, 784-512-512-32 with a Bernoulli decoder and random weights,
 exported through training/ (`build`, needs torch; a machine without it can be handed the built folder).
-`measure` times, side by side in one run: the compute path (the runtime and likelihood code the service
-calls, no HTTP) on the fused graph in fp32 and fp16 and on the two-graph float64 path, then on the kernel
-tier (service/kernels: Triton, `gpu` extra) in fp16, bf16 and fp32 where a CUDA device is there (the tier's
+`measure` times, side by side in one run: the compute path (the engine the service calls, no HTTP: its
+sessions and likelihood code) on the fused graph in fp32 and fp16 and on the two-graph float64 path, then on the kernel
+tier (service/engine/kernels: Triton, `gpu` extra) in fp16, bf16 and fp32 where a CUDA device is there (the tier's
 rows say why not otherwise; --kernel-tier on runs them in Triton's interpreter on the CPU: very slow); then
 whole HTTP requests (`python -m service`, batches of --points, .npy in and .npz out) on the fused fp32 graph.
 Accuracy is the largest difference in nats from the float64 path. Writes section "loglik" of
@@ -35,8 +35,7 @@ sys.path.insert(0, str(ROOT))
 from bench import in_process  # noqa: E402
 from bench.report import replace_section  # noqa: E402
 from bench.serving import start_server_on_free_port  # noqa: E402
-from service.runtime import providers_for  # noqa: E402
-from service.scoring import SeparateScorer  # noqa: E402
+from service.engine.sessions import providers_for  # noqa: E402
 from service.settings import Settings  # noqa: E402
 
 NAME = "mnist-mlp"
@@ -75,19 +74,21 @@ def measure(repository: Path, points: int, k: int, seconds: float, kernel_tier: 
                                     ("two graphs, float64 likelihood on the host", "separate", "fp32"),
                                     *((f"kernel tier (Triton), {p}", "kernels", p) for p in ("fp16", "bf16", "fp32"))):
         if graph == "kernels":
-            runtime = in_process.load_runtime(folder, settings, kernel_tier=kernel_tier, kernel_precision=precision)
-            if runtime.scorer.tier != "triton":  # no GPU or extra, or its check at load failed: the reason
-                rows.append((label, float("nan"), runtime.scorer.kernel_tier_reason))
+            engine = in_process.load_engine(folder, settings, kernel_tier=kernel_tier, kernel_precision=precision)
+            served = engine.describe()
+            if served["tier"] != "triton":  # no GPU or extra, or its check at load failed: the reason
+                rows.append((label, float("nan"), served["kernel_tier"]))
                 continue
         else:
-            runtime = in_process.load_runtime(folder, settings, loglik_graph=graph, precision=precision,
-                                              kernel_tier="off")
-        if graph == "fused" and isinstance(runtime.scorer, SeparateScorer):  # the fused graph failed: fell back
-            rows.append((label, float("nan"), runtime.scorer.description))
+            engine = in_process.load_engine(folder, settings, loglik_graph=graph, precision=precision,
+                                            kernel_tier="off")
+            served = engine.describe()
+        if graph == "fused" and served["loglik_graph"].startswith("separate"):  # the fused graph failed: fell back
+            rows.append((label, float("nan"), served["loglik_graph"]))
             continue
-        speed, answer = rate(lambda: in_process.loglik(runtime, x, k, 0, settings), points * k, seconds)
-        answers[label] = answer.loglik
-        rows.append((label, speed, runtime.scorer.description))
+        speed, answer = rate(lambda: in_process.loglik(engine, x, k, 0), points * k, seconds)
+        answers[label] = answer["loglik"]
+        rows.append((label, speed, served["loglik_graph"]))
     reference = answers["two graphs, float64 likelihood on the host"]
     os.environ.update(VAE_MODEL_REPOSITORY=str(repository), VAE_DEFAULT_MODEL=NAME, VAE_LOGLIK_GRAPH="fused",
                       VAE_KERNEL_TIER="off",

@@ -81,9 +81,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=1.0, help="time per case and side")
     args = parser.parse_args()
     settings = Settings()
-    runtimes = {}
+    engines = {}
     for name in ("digits", "digits-binary"):
-        runtimes[name] = in_process.load_runtime(settings.model_repository / name / "1", settings)
+        engines[name] = in_process.load_engine(settings.model_repository / name / "1", settings)
     rng = np.random.default_rng(0)
     server, port = start_server_on_free_port()
     rows = []
@@ -92,15 +92,15 @@ def main() -> None:
             for batch in ENCODE_BATCHES:
                 pool = max(16, 20000 // batch)  # more distinct requests than fit in the time: no cache hits
                 xs = [rng.uniform(size=(batch, 64)).astype(np.float32) for _ in range(pool)]
-                local, _ = timed(lambda x: in_process.encode(runtimes["digits"], x), xs, args.seconds)
+                local, _ = timed(lambda x: in_process.encode(engines["digits"], x), xs, args.seconds)
                 bodies = distinct_bodies(lambda i: {"model": "digits", "x": xs[i]}, pool)
                 remote, calls = timed(post(client, "/encode"), bodies, args.seconds)
                 rows.append(("POST /encode", "digits", batch, "-", local, remote, batch / remote, "points/s", calls))
             for batch, k in LOGLIK_CASES:
                 pool = max(8, 2_000_000 // (batch * k))
                 xs = [(rng.uniform(size=(batch, 64)) < 0.3).astype(np.float32) for _ in range(min(pool, 64))]
-                runtime = runtimes["digits-binary"]
-                local, _ = timed(lambda x: in_process.loglik(runtime, x, k, 0, settings), xs, args.seconds)
+                engine = engines["digits-binary"]
+                local, _ = timed(lambda x: in_process.loglik(engine, x, k, 0), xs, args.seconds)
                 # The same points with a new seed per call: the same work, never a cache hit.
                 bodies = distinct_bodies(lambda i: {"model": "digits-binary", "x": xs[i % len(xs)].astype(np.int8),
                                                     "k": k, "seed": i}, pool)
@@ -116,12 +116,13 @@ def main() -> None:
              for c, m, b, k, lo, re, tp, unit, n in rows]
     table = "\n".join([header, *lines])
     machine = (f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
-               f"ONNX Runtime {ort.__version__} ({runtimes['digits'].provider}), one uvicorn worker, one sequential "
+               f"ONNX Runtime {ort.__version__} ({engines['digits'].describe()['provider']}), one uvicorn worker, one "
+               "sequential "
                "httpx client (its own overhead is in the HTTP column)")
     section = (f"## In process vs through HTTP\n\n`python bench/serving.py` on "
                f"{datetime.date.today().isoformat()}: {machine}. Each figure is the mean time per call over "
                f"{args.seconds:g} s of calls after a warm-up; both sides ran in the same run. In process = the "
-               "runtime and likelihood code the service calls, without HTTP, JSON or the cache.\n\n" + table + "\n")
+               "engine the service calls, without HTTP, JSON or the cache.\n\n" + table + "\n")
     print(table)
     replace_section("serving", section)
 

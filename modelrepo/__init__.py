@@ -2,6 +2,7 @@
 (contract), manifests (manifest), graph checks (graphs), and the model's math in NumPy (likelihood, importance)."""
 
 from modelrepo.contract import FORMAT
+from modelrepo.graphs import GraphContractError, check_graph_bytes, check_graphs
 from modelrepo.manifest import (
     IntegrityError,
     Manifest,
@@ -11,7 +12,6 @@ from modelrepo.manifest import (
     read_version,
     sha256_of,
 )
-from modelrepo.graphs import GraphContractError, check_graph_bytes, check_graphs
 
 __all__ = [
     "FORMAT",

@@ -26,10 +26,10 @@ from modelrepo.likelihood import (
     one_hot,
     slicing,
 )
+from modelrepo.stopping import ShouldStop, stop_if_asked
 
 Encode = Callable[[np.ndarray], tuple[np.ndarray]]  # x (n, *data_shape) f32 -> (logits (n, G, C),)
 Decode = Callable[[np.ndarray], Params]  # z (m, G, C) f32 -> params, each (m, *data_shape)
-Checkpoint = Callable[[], None] | None  # runs before every slice and raises to stop the work
 
 
 def category_noise(seed: int | None, count: int, groups: int) -> np.ndarray:
@@ -62,7 +62,7 @@ def _log_q_of(log_q: np.ndarray, categories: np.ndarray) -> np.ndarray:
 
 
 def enumerated_loglik(encode: Encode, decode: Decode, likelihood: Likelihood, prior: Categorical, x: np.ndarray,
-                      work_elements: int, checkpoint: Checkpoint = None) -> ImportanceEstimate:
+                      work_elements: int, should_stop: ShouldStop | None = None) -> ImportanceEstimate:
     """log p(x) = log sum_z p(x|z) p(z) exactly, over every configuration; stderr 0; elbo the exact
     sum_z q(z|x) log(p(x, z) / q(z|x)). Each slice of configurations is decoded once for all the points."""
     n, data_dim = len(x), math.prod(x.shape[1:])
@@ -74,8 +74,7 @@ def enumerated_loglik(encode: Encode, decode: Decode, likelihood: Likelihood, pr
     block, chunk = slicing(n, terms, data_dim, groups * categories, work_elements)
     log_total, elbo = np.full(n, -np.inf), np.zeros(n)
     for start in range(0, terms, chunk):
-        if checkpoint is not None:
-            checkpoint()
+        stop_if_asked(should_stop)
         index = configurations(start, min(start + chunk, terms), groups, categories)  # (c, G)
         z = one_hot(index, categories)  # (c, G, C)
         params = {name: value.reshape(1, len(z), data_dim) for name, value in decode(z).items()}  # each (1, c, D)
@@ -93,7 +92,7 @@ def enumerated_loglik(encode: Encode, decode: Decode, likelihood: Likelihood, pr
 
 def categorical_importance_loglik(encode: Encode, decode: Decode, likelihood: Likelihood, prior: Categorical,
                                   x: np.ndarray, uniforms: np.ndarray, work_elements: int,
-                                  checkpoint: Checkpoint = None) -> ImportanceEstimate:
+                                  should_stop: ShouldStop | None = None) -> ImportanceEstimate:
     """The contract's importance estimate with z ~ q(z|x) drawn from uniforms (K, G), the same for every point:
     log w = log p(x|z) + log p(z) - log q(z|x)."""
     n, data_dim = len(x), math.prod(x.shape[1:])
@@ -112,4 +111,4 @@ def categorical_importance_loglik(encode: Encode, decode: Decode, likelihood: Li
         return likelihood.log_density(flat_x[rows], params) + prior.log_density(z) - _log_q_of(log_q[rows], index)
 
     block_and_chunk = slicing(n, k, data_dim, groups * categories, work_elements)
-    return estimate_in_slices(n, k, block_and_chunk, log_weights, checkpoint)
+    return estimate_in_slices(n, k, block_and_chunk, log_weights, should_stop)

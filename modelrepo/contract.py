@@ -41,3 +41,7 @@ PRIORS_OF_LATENT = {
 }
 LATENTS = tuple(PRIORS_OF_LATENT)
 PRIORS = tuple(prior for priors in PRIORS_OF_LATENT.values() for prior in priors)
+
+# How a log p(x) was computed (manifest metrics' and /loglik's "method"): k importance samples of z ~ q(z|x), or
+# the exact sum over every latent (categorical latents with few configurations).
+IMPORTANCE, EXACT = "importance", "exact"

@@ -28,6 +28,7 @@ from modelrepo.contract import (
     UNIFORM_CATEGORICAL,
 )
 from modelrepo.importance import ImportanceEstimate, LogMeanExpAccumulator
+from modelrepo.stopping import ShouldStop, stop_if_asked
 
 LOG_2PI = math.log(2.0 * math.pi)
 Params = dict[str, np.ndarray]  # the decoder's outputs by name (modelrepo.contract.DECODER_OUTPUTS)
@@ -276,7 +277,7 @@ def slicing(points: int, k: int, data_dim: int, latent_dim: int, work_elements: 
 def importance_sampled_loglik(
     encode: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]], decode: Callable[[np.ndarray], Params],
     likelihood: Likelihood, prior: GaussianPrior, x: np.ndarray, eps: np.ndarray, work_elements: int,
-    checkpoint: Callable[[], None] | None = None, autoregressive: bool = False,
+    should_stop: ShouldStop | None = None, autoregressive: bool = False,
 ) -> ImportanceEstimate:
     """The contract's estimate of log p(x) on the model's two graphs, in float64 on the host.
 
@@ -285,7 +286,7 @@ def importance_sampled_loglik(
     repeated beside its samples of z (teacher forcing: every p(x_d | z, x_<d) in one pass).
     x (N, *data_shape) f32, eps (K, L): the same noise for every point. log w = log p(x|z) + log p(z) - log q(z|x)
     over z = mu + exp(logvar / 2) * eps, at most ~work_elements values alive at once (`slicing`).
-    checkpoint(), when given, runs before every slice and raises to stop the work.
+    should_stop(), when given, is asked before every slice; True stops the work (modelrepo.stopping).
     """
     n, data_dim = len(x), math.prod(x.shape[1:])
     k, latent_dim = eps.shape
@@ -304,22 +305,21 @@ def importance_sampled_loglik(
         log_prior_ratio = prior.log_density_less_2pi(z) + half_logvar[rows, None] + half_eps_sq[None, samples]
         return likelihood.log_density(flat_x[rows], params) + log_prior_ratio
 
-    return estimate_in_slices(n, k, slicing(n, k, data_dim, latent_dim, work_elements), log_weights, checkpoint)
+    return estimate_in_slices(n, k, slicing(n, k, data_dim, latent_dim, work_elements), log_weights, should_stop)
 
 
 def estimate_in_slices(n: int, k: int, block_and_chunk: tuple[int, int],
                        log_weights: Callable[[slice, slice], np.ndarray],
-                       checkpoint: Callable[[], None] | None = None) -> ImportanceEstimate:
+                       should_stop: ShouldStop | None = None) -> ImportanceEstimate:
     """The contract's estimate for N points from k log-weights each, computed a block of points by a chunk of
-    samples at a time (`slicing`): log_weights(rows, samples) -> (b, c). checkpoint() runs before every slice."""
+    samples at a time (`slicing`): log_weights(rows, samples) -> (b, c). should_stop() is asked before every slice."""
     block, chunk = block_and_chunk
     results = []
     for start in range(0, n, block):
         rows = slice(start, min(start + block, n))
         accumulator = LogMeanExpAccumulator(rows.stop - rows.start)
         for first in range(0, k, chunk):
-            if checkpoint is not None:
-                checkpoint()
+            stop_if_asked(should_stop)
             accumulator.add(log_weights(rows, slice(first, min(first + chunk, k))))
         results.append(accumulator.result())
     return ImportanceEstimate.concatenate(results)

@@ -178,6 +178,11 @@ class Manifest(BaseModel):
         return self
 
     @property
+    def reference(self) -> str:
+        """How requests, answers and logs name this version: "name:version" (modelrepo.contract.REFERENCE_PATTERN)."""
+        return f"{self.name}:{self.version}"
+
+    @property
     def latent_shape(self) -> tuple[int, ...]:
         """One latent point as the graphs take it: (latent_dim,), or (groups, categories) for categorical latents."""
         if isinstance(self.latent, CategoricalLatent):
@@ -245,7 +250,7 @@ def check_location(manifest: Manifest, folder_name: str, folder_version: str, wh
     """A manifest must name the <name>/<version> folder it lives in."""
     if manifest.name != folder_name or str(manifest.version) != folder_version:
         raise ManifestError(
-            f"{where}: says {manifest.name}:{manifest.version} but lives in {folder_name}/{folder_version}"
+            f"{where}: says {manifest.reference} but lives in {folder_name}/{folder_version}"
         )
 
 

@@ -1,8 +1,10 @@
 """`python -m service`: serve the model repository with uvicorn, configured by the VAE_* settings.
 
-The connection guard (service.protocol) adds the header and body timeouts and size limits uvicorn lacks.
-SIGTERM (and Ctrl-C) stop accepting, let requests in flight finish for up to VAE_DRAIN_TIMEOUT_S, stop the
-rest, and exit 0: what `docker compose stop` and Kubernetes expect of a clean shutdown.
+The settings are read once, here: the app gets them, and so does the connection guard (http.server), which adds
+the header and body timeouts and size limits uvicorn lacks. SIGTERM (and Ctrl-C) stop accepting, let requests
+in flight finish for up to VAE_DRAIN_TIMEOUT_S, stop the rest, and exit 0: what `docker compose stop` and
+Kubernetes expect of a clean shutdown. With VAE_WORKERS > 1 each worker process builds its app from the same
+environment (uvicorn starts workers from an import string).
 """
 
 import copy
@@ -13,7 +15,8 @@ import uvicorn
 from pydantic import ValidationError
 from uvicorn.config import LOGGING_CONFIG
 
-from service.protocol import GuardedHttpToolsProtocol
+from service.app import create_app
+from service.http.server import connection_guard
 from service.settings import Settings
 
 
@@ -32,10 +35,10 @@ def main() -> None:
     # drained server exits 0 instead of dying by the signal.
     for stop in (signal.SIGTERM, signal.SIGINT):
         signal.signal(stop, lambda *_: None)
-    uvicorn.run("service.app:app", host=settings.host, port=settings.port, workers=settings.workers,
+    app = create_app(settings) if settings.workers == 1 else "service.app:create_app"
+    uvicorn.run(app, factory=settings.workers > 1, host=settings.host, port=settings.port, workers=settings.workers,
                 log_level=settings.log_level, log_config=log_config, access_log=settings.access_log,
-                proxy_headers=True,
-                http=GuardedHttpToolsProtocol, timeout_keep_alive=settings.keep_alive_timeout_s,
+                proxy_headers=True, http=connection_guard(settings), timeout_keep_alive=settings.keep_alive_timeout_s,
                 timeout_graceful_shutdown=settings.drain_timeout_s)
 
 

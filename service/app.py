@@ -1,4 +1,5 @@
-"""The ASGI app (`service.app:app`): settings, model loading and the cache at start-up; routers; errors."""
+"""The ASGI app (`service.app:app`): the three tiers wired together. At start-up (the lifespan): the settings,
+the model repository (engine tier), the cache and the data plane, the reloader; then the HTTP front serves."""
 
 import logging
 from contextlib import asynccontextmanager
@@ -7,20 +8,19 @@ from anyio import to_thread
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi_offline import FastAPIOffline
-from starlette.types import Receive, Scope, Send
 
-from service.cache import MemoryCache, RedisCache
+from service.dataplane.cache import Cache, MemoryCache, RedisCache
+from service.dataplane.dataplane import DataPlane
+from service.dataplane.reload import RepositoryReloader
+from service.engine.options import EngineOptions
+from service.engine.repository import ModelRepository
+from service.engine.sessions import providers_for
 from service.errors import ServiceError
+from service.http.front import ServiceApp
+from service.http.replies import ArrayJSONResponse, error_reply, validation_reply
+from service.http.routes import admin, health, latents, loglik, models, sample
+from service.http.security import describe_bearer_keys
 from service.metrics import Metrics
-from service.middleware import BodyLimits, RequestBudget, RequestMetrics
-from service.operations import VaeService
-from service.reload import RepositoryReloader
-from service.repository import ModelRepository, RuntimeOptions
-from service.responses import ArrayJSONResponse
-from service.routes import admin, health, latents, loglik, models, sample
-from service.routes.direct import DirectLane, error_reply, validation_reply
-from service.runtime import providers_for
-from service.security import AccessGuard, describe_bearer_keys
 from service.settings import Settings
 
 log = logging.getLogger("service")
@@ -30,65 +30,49 @@ DESCRIPTION = (
 )
 
 
-def create_app(settings: Settings | None = None) -> "ServiceApp":
+def create_app(settings: Settings | None = None) -> ServiceApp:
     """The app; `settings` default to the environment (VAE_*), read when the app starts."""
+    metrics = Metrics()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         current = app.state.settings = settings or Settings()
         providers = providers_for(current.device)
-        options = RuntimeOptions.from_settings(current, providers)
-        repository = await to_thread.run_sync(ModelRepository.load, current.model_repository, options)
-        if current.redis_url:
-            cache = RedisCache(current.redis_url, current.cache_ttl_s, current.redis_timeout_s, current.redis_retry_s)
-        else:
-            cache = MemoryCache(current.cache_max_entries, current.cache_ttl_s, current.cache_max_bytes)
-        service = app.state.service = VaeService(repository, cache, current, app.state.metrics, providers[0])
-        app.state.metrics.watch(lambda: service.admission.in_flight,
-                                lambda: service.compute_slots.statistics().tasks_waiting)
-        app.state.reloader = RepositoryReloader(service, current.reload_interval_s)
-        app.state.reloader.start()
+        repository = await to_thread.run_sync(ModelRepository.load, current.model_repository,
+                                              EngineOptions.from_settings(current, providers))
+        cache = _cache(current)
+        dataplane = app.state.dataplane = DataPlane(repository, cache, current, metrics)
+        metrics.watch(lambda: dataplane.executor.admission.in_flight,
+                      lambda: dataplane.executor.compute_slots.statistics().tasks_waiting)
+        reloader = app.state.reloader = RepositoryReloader(dataplane, current.reload_interval_s)
+        reloader.start()
+        front.start(current)
         log.info("serving %s from %s on %s, cache: %s", ", ".join(repository.references()) or "no model",
                  current.model_repository, providers[0], cache.backend)
         try:
             yield
         finally:
-            await app.state.reloader.stop()
+            await reloader.stop()
             await cache.close()
 
     # FastAPIOffline: FastAPI with /docs and /redoc on assets served from the installed package, not a CDN.
-    app = FastAPIOffline(title="vae-serve", version="1.0.0", description=DESCRIPTION, lifespan=lifespan,
+    api = FastAPIOffline(title="vae-serve", version="1.0.0", description=DESCRIPTION, lifespan=lifespan,
                          default_response_class=ArrayJSONResponse, static_url="/docs/static",
                          swagger_ui_parameters={"validatorUrl": None})
-    app.state.metrics = Metrics()
-    app.add_exception_handler(ServiceError, _service_error)
-    app.add_exception_handler(RequestValidationError, _validation_error)
+    api.state.metrics = metrics
+    api.add_exception_handler(ServiceError, _service_error)
+    api.add_exception_handler(RequestValidationError, _validation_error)
     for module in (latents, sample, loglik, models, health, admin):
-        app.include_router(module.router)
-    app.openapi = lambda: app.openapi_schema or describe_bearer_keys(FastAPI.openapi(app))
-    return ServiceApp(app)
+        api.include_router(module.router)
+    api.openapi = lambda: api.openapi_schema or describe_bearer_keys(FastAPI.openapi(api))
+    front = ServiceApp(api, [latents.router, sample.router, loglik.router], metrics)
+    return front
 
 
-class ServiceApp:
-    """The ASGI app served: the service's own pure-ASGI middleware in front of every HTTP request, then the
-    direct lane (service.routes.direct) for the data routes and FastAPI for the rest. FastAPI's entry (its
-    telemetry hook reads the environment on every request) and Starlette's error layers run only for the
-    routes FastAPI answers. Every other attribute is the FastAPI app's (state, openapi(), routes)."""
-
-    def __init__(self, api: FastAPI):
-        self.api = api
-        lane = DirectLane(api, routers=[latents.router, sample.router, loglik.router])
-        # metrics outermost, so refusals are counted too; then access, body limits, the request's budget
-        self.http = RequestMetrics(AccessGuard(BodyLimits(RequestBudget(lane))), metrics=api.state.metrics)
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":  # the lifespan (and websockets, which no route takes)
-            return await self.api(scope, receive, send)
-        scope["app"] = self.api  # what the middleware and Starlette read the settings and the service from
-        await self.http(scope, receive, send)
-
-    def __getattr__(self, name: str):
-        return getattr(self.api, name)
+def _cache(settings: Settings) -> Cache:
+    if settings.redis_url:
+        return RedisCache(settings.redis_url, settings.cache_ttl_s, settings.redis_timeout_s, settings.redis_retry_s)
+    return MemoryCache(settings.cache_max_entries, settings.cache_ttl_s, settings.cache_max_bytes)
 
 
 async def _service_error(request: Request, exc: ServiceError) -> Response:

@@ -1,10 +1,10 @@
-"""Domain errors. Each carries its HTTP status; service.routes.direct.error_reply turns them into the contract's
-JSON `{"detail": ...}`, for the direct lane and for FastAPI's exception handler (service.app) alike.
+"""Domain errors, raised by any tier. Each carries its HTTP status; service.http.replies.error_reply turns them
+into the contract's JSON `{"detail": ...}`, for the direct handlers and FastAPI's exception handlers alike.
 
-Refusals made before any route runs are not these classes: the middleware answers them itself (body over
+Refusals made before any route runs are not these classes: the HTTP tier answers them itself (body over
 VAE_MAX_BODY_BYTES 413, bodies in flight over VAE_MAX_INFLIGHT_BODY_BYTES 429, a bad X-Request-Timeout 400:
-service.middleware; API keys 401, Host 400: service.security; slow, long or oversized requests 408, 414, 431:
-service.protocol). Pydantic's field errors are 422 through service.routes.direct.validation_reply.
+service.http.limits; API keys 401, Host 400: service.http.security; slow, long or oversized requests 408, 414,
+431: service.http.server). Pydantic's field errors are 422 through service.http.replies.validation_reply.
 """
 
 
@@ -20,25 +20,25 @@ class ServiceError(Exception):
 
 
 class UnreadableBody(ServiceError):
-    """The body cannot be read at all: not valid JSON (service.routes.bodies); not a .npy array, a .npy array
+    """The body cannot be read at all: not valid JSON (service.http.codecs); not a .npy array, a .npy array
     whose dtype is not a plain number type, or one whose data is not the size its header promises
-    (service.payloads). A media type the call does not take is UnsupportedMediaType."""
+    (service.http.payloads). A media type the call does not take is UnsupportedMediaType."""
 
     status_code = 400
 
 
 class UnsupportedMediaType(ServiceError):
     """A content-type the call does not take: the data calls take application/json or application/x-npy,
-    /sample only JSON (service.routes.bodies)."""
+    /sample only JSON (service.http.codecs)."""
 
     status_code = 415
 
 
 class InvalidInput(ServiceError):
     """The body was read, but a value in it cannot be used: wrong shape, ragged, not numbers, JSON booleans,
-    NaN or infinity, Bernoulli data outside [0, 1] (service.inputs); a malformed model reference
-    (service.repository); a field given in both the query string and the body, or a body that is not a
-    JSON object (service.routes.bodies)."""
+    NaN or infinity, Bernoulli data outside [0, 1] (service.dataplane.inputs); a malformed model
+    reference (service.engine.repository); a field given in both the query string and the body, or a body that is
+    not a JSON object (service.http.codecs)."""
 
     status_code = 422
 
@@ -46,42 +46,42 @@ class InvalidInput(ServiceError):
 class LimitExceeded(ServiceError):
     """The request asks for more than a per-request limit allows (VAE_MAX_BATCH, VAE_MAX_K,
     VAE_MAX_LOGLIK_SAMPLES, VAE_MAX_ENCODE_SAMPLES, VAE_MAX_ENCODE_TOTAL_SAMPLES, VAE_MAX_SAMPLE_N); the detail
-    names the setting (service.inputs)."""
+    names the setting (service.dataplane.inputs)."""
 
     status_code = 422
 
 
 class ModelNotFound(ServiceError):
-    """No model or version of that name in the repository, or no default model (service.repository), or
-    GET /models/{name} for a name it does not hold (service.routes.models)."""
+    """No model or version of that name in the repository, or no default model (service.engine.repository),
+    or GET /models/{name} for a name it does not hold (service.dataplane)."""
 
     status_code = 404
 
 
 class ModelUnavailable(ServiceError):
     """The model (or the version asked for) is in the repository but failed to load; the detail carries the
-    reason (service.repository)."""
+    reason (service.engine.repository)."""
 
     status_code = 503
 
 
 class ModelRunFailed(ServiceError):
     """The model's graph raised while running, or answered a batch with the wrong number of rows
-    (service.runtime; the fused scoring graph: service.scoring): the model's fault, not the client's.
+    (service.engine.sessions; the fused scoring graph: service.engine.scorers): the model's fault, not the client's.
     Raised by the trial run at load, it keeps that version out of service instead."""
 
     status_code = 500
 
 
 class NonFiniteResult(ServiceError):
-    """The model produced NaN or infinity for this input: refused, never cached (service.operations)."""
+    """The model produced NaN or infinity for this input: refused, never cached (service.dataplane.results)."""
 
     status_code = 422
 
 
 class Overloaded(ServiceError):
-    """More work in flight than VAE_MAX_INFLIGHT_WORK (service.admission); the answer says when to retry
-    (Retry-After). Request bodies over VAE_MAX_INFLIGHT_BODY_BYTES get their 429 from service.middleware."""
+    """More work in flight than VAE_MAX_INFLIGHT_WORK (service.dataplane.admission); the answer says when to retry
+    (Retry-After). Request bodies over VAE_MAX_INFLIGHT_BODY_BYTES get their 429 from service.http.limits."""
 
     status_code = 429
 
@@ -92,20 +92,21 @@ class Overloaded(ServiceError):
 
 class DeadlineExceeded(ServiceError):
     """The request's deadline (VAE_REQUEST_TIMEOUT_S, or X-Request-Timeout) passed before its work was done;
-    the work was stopped (service.budget between slices, service.operations for work in a worker thread)."""
+    the work was stopped between slices, or answered at the deadline while its worker thread still ran
+    (service.dataplane.budget, service.dataplane.executor)."""
 
     status_code = 503
 
 
 class RepositoryUnreadable(ServiceError):
-    """The model repository folder cannot be read now (service.repository): POST /admin/reload answers 503,
-    the background poller (service.reload) logs it and tries again; what was loaded before keeps serving."""
+    """The model repository folder cannot be read now (service.engine.repository): POST /admin/reload answers 503,
+    the background poller (service.dataplane.reload) logs it and tries again; what was loaded before keeps serving."""
 
     status_code = 503
 
 
 class RequestCancelled(ServiceError):
-    """The client went away and its work was stopped (service.budget); nobody reads the answer, and the
+    """The client went away and its work was stopped (service.dataplane.budget); nobody reads the answer, and the
     metrics count it with status 499, as nginx does."""
 
     status_code = 499
@@ -113,6 +114,6 @@ class RequestCancelled(ServiceError):
 
 class AdminActionsDisabled(ServiceError):
     """POST /admin/reload on a service without API keys (VAE_API_KEYS): anyone could call it, so nobody may
-    (service.routes.admin)."""
+    (service.http.routes.admin)."""
 
     status_code = 403

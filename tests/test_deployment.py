@@ -5,6 +5,7 @@ and stops it. These checks catch, in the unit suite, what would otherwise surfac
 user's hands.
 """
 
+import importlib.metadata
 import json
 import os
 import re
@@ -225,6 +226,16 @@ def test_image_pins_are_exact_and_allowed_by_pyproject():
         assert name in by_name, f"{name} is pinned for the image but not required by pyproject.toml"
         assert by_name[name].specifier.contains(version), f"{name}=={version} is outside {by_name[name]}"
     assert not {"torch", "onnxruntime"} & set(pinned)
+
+
+def test_uvicorn_is_the_release_the_connection_guard_is_written_against():
+    """service/http/server.py subclasses uvicorn's httptools protocol and reads its internals: one release only."""
+    from service.http.server import GUARDED_UVICORN
+
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    (uvicorn,) = [Requirement(r) for r in pyproject["project"]["dependencies"] if r.startswith("uvicorn")]
+    assert str(uvicorn.specifier) == f"=={GUARDED_UVICORN}"
+    assert importlib.metadata.version("uvicorn") == GUARDED_UVICORN
 
 
 def test_dockerfile_settings_ports_and_health_check_agree():

@@ -18,6 +18,7 @@ from modelrepo.likelihood import (
     sigmoid,
     slicing,
 )
+from modelrepo.stopping import WorkStopped
 from tests.service.handmade import LinearGaussian, OneDimensionalBernoulli
 
 BERNOULLI, GAUSSIAN = likelihood_for("bernoulli"), likelihood_for("gaussian")
@@ -164,23 +165,24 @@ def test_slicing_and_batching_change_no_number_and_bound_every_decoder_call():
     assert alone.loglik[0] == narrow.loglik[4]  # the same slices of K: the same sums, bit for bit
 
 
-def test_the_checkpoint_runs_before_every_slice_and_stops_the_work():
+def test_should_stop_is_asked_before_every_slice_and_true_stops_the_work():
     model = LinearGaussian()
     x = np.zeros((3, 5))
     calls = []
-    _linear_loglik(model, x, 1000, 0, work_elements=1024, checkpoint=lambda: calls.append(1))
+
+    def never():
+        calls.append(1)
+        return False
+
+    _linear_loglik(model, x, 1000, 0, work_elements=1024, should_stop=never)
     block, chunk = slicing(3, 1000, 5, 3, 1024)
     assert len(calls) == math.ceil(3 / block) * math.ceil(1000 / chunk)
 
-    class Stop(Exception):
-        pass
-
-    def stop_at_the_third():
+    def at_the_third():
         calls.append(1)
-        if len(calls) == 3:
-            raise Stop
+        return len(calls) == 3
 
     calls.clear()
-    with pytest.raises(Stop):
-        _linear_loglik(model, x, 1000, 0, work_elements=1024, checkpoint=stop_at_the_third)
+    with pytest.raises(WorkStopped):
+        _linear_loglik(model, x, 1000, 0, work_elements=1024, should_stop=at_the_third)
     assert len(calls) == 3

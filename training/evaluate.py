@@ -7,6 +7,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from modelrepo.contract import EXACT, IMPORTANCE
 from modelrepo.importance import ImportanceEstimate
 from training.categorical import categorical_kl
 from training.estimators import enumerates, exact_loglik, importance_sampled_loglik
@@ -29,12 +30,12 @@ def evaluate(
     flat = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32).reshape(len(x), -1)).to(device)
     generator = torch.Generator().manual_seed(seed)
     if enumerates(model):
-        estimate, method = exact_loglik(model, flat), "exact"
+        estimate, method = exact_loglik(model, flat), EXACT
     else:
         parts = [importance_sampled_loglik(model, flat[start : start + block], k, generator)
                  for start in tqdm(range(0, len(flat), block), desc=f"log p(x), K={k}", unit="block",
                                    disable=not progress or None)]
-        estimate, method = ImportanceEstimate.concatenate(parts), "importance"
+        estimate, method = ImportanceEstimate.concatenate(parts), IMPORTANCE
     kl_per_dim, posterior_mean = kl_and_posterior_mean(model, flat, generator)
     posterior_mean_variance = posterior_mean.double().cpu().var(0, unbiased=True)  # (L,) Cov_x(E_q[z_d])
     n, data_dim = flat.shape
@@ -43,7 +44,7 @@ def evaluate(
     if model.config.latent == "gaussian":  # over the test rows, q(z) their aggregate posterior
         information["mutual_information"] = mutual_information(*model.encode(flat), generator=generator)
     return {
-        "k": k if method == "importance" else model.config.categories**model.config.groups,  # terms summed
+        "k": k if method == IMPORTANCE else model.config.categories**model.config.groups,  # terms summed
         "method": method,
         "n_test": n,
         "test_loglik": float(loglik.mean()),

@@ -1,14 +1,13 @@
-"""Log-densities used everywhere in training and evaluation; each is defined once, here.
+"""Log-densities used everywhere in training and evaluation, in torch; each is defined once, here (their
+constants are modelrepo's, which the service's NumPy math shares).
 
 All take flat data: x (..., D). Sums run over the last axis, so leading axes broadcast.
 """
 
-import math
-
 import torch
 import torch.nn.functional as F
 
-LOG_2PI = math.log(2.0 * math.pi)
+from modelrepo.likelihood import LOG_2PI
 
 
 def bernoulli_log_prob(x: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:

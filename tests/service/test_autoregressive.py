@@ -4,6 +4,7 @@ distribution of x, and a float64 sampler fed the same noise."""
 
 import asyncio
 import itertools
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,9 +12,11 @@ from scipy import stats
 
 from modelrepo import load_manifest
 from modelrepo.likelihood import MixtureOfGaussians, generator
-from service.budget import WorkBudget, current_budget
+from modelrepo.likelihood import likelihood_for
+from service.dataplane.budget import WorkBudget, current_budget
+from service.engine.options import EngineOptions
+from service.engine.sessions import CPU, ModelSessions
 from service.errors import RequestCancelled
-from service.runtime import ModelRuntime, RuntimeOptions
 from tests.service.handmade import (
     LinearGaussian,
     SmallAutoregressive,
@@ -38,28 +41,31 @@ def repository(tmp_path):
     return tmp_path
 
 
-def runtime_of(folder):
-    return ModelRuntime(folder, load_manifest(folder), RuntimeOptions(providers=["CPUExecutionProvider"]))
+def sessions_of(folder):
+    """The version's two graphs in ONNX Runtime, as the engine runs them."""
+    manifest = load_manifest(folder)
+    graphs = (Path(folder, manifest.encoder).read_bytes(), Path(folder, manifest.decoder).read_bytes())
+    return ModelSessions(manifest, *graphs, EngineOptions([CPU])), likelihood_for(manifest.likelihood.type)
 
 
 @pytest.mark.parametrize("name, model", [("ar", SmallAutoregressive()),
                                          ("ar-grid", SmallAutoregressive(data_shape=(2, 2), seed=8)),
                                          ("ar-gauss", SmallAutoregressive("gaussian", mixture=MIXTURE, seed=6))])
 def test_the_teacher_forced_pass_is_the_product_of_the_sequential_conditionals(repository, name, model):
-    runtime = runtime_of(repository / name / "1")
+    sessions, likelihood = sessions_of(repository / name / "1")
     rng = np.random.default_rng(0)
     z = rng.standard_normal((5, 1)).astype(np.float32)
     x = (rng.uniform(size=(5, *model.data_shape)) < 0.5).astype(np.float32) if model.likelihood == "bernoulli" \
         else rng.standard_normal((5, *model.data_shape)).astype(np.float32)
-    one_pass = runtime.likelihood.log_density(x.reshape(5, -1), {k: v.reshape(5, -1) for k, v in
-                                                                  runtime.decode(z, x).items()})
+    one_pass = likelihood.log_density(x.reshape(5, -1), {k: v.reshape(5, -1) for k, v in
+                                                         sessions.decode(z, x).items()})
     # p(x_d | z, x_<d) from a pass that sees only x_<d (later positions zeroed), one position at a time
     flat, sequential = x.reshape(5, -1), np.zeros(5)
     for d in range(flat.shape[1]):
         seen = np.where(np.arange(flat.shape[1]) < d, flat, 0).astype(np.float32)
-        params = runtime.decode(z, seen.reshape(x.shape))
+        params = sessions.decode(z, seen.reshape(x.shape))
         at_d = {k: v.reshape(5, -1)[:, d : d + 1] for k, v in params.items()}
-        sequential += runtime.likelihood.log_density(flat[:, d : d + 1], at_d)
+        sequential += likelihood.log_density(flat[:, d : d + 1], at_d)
     np.testing.assert_allclose(one_pass, sequential, rtol=1e-6)
     np.testing.assert_allclose(one_pass, model.log_conditional(z, x), rtol=1e-5, atol=1e-5)  # the float64 model
 
@@ -200,26 +206,28 @@ def test_categorical_latents_with_an_autoregressive_decoder_are_refused_at_load(
 
 def test_a_long_sampling_request_stops_between_positions_when_cancelled(repository, make_client):
     client = make_client(repository, max_sample_n=4096)
-    service = client.app.state.service
-    runtime = service.model("ar-big").runtime
-    passes, decode = [], runtime.decode
+    dataplane = client.app.state.dataplane
 
-    def counting_decode(z, x):  # injects the fault: the client goes away during the third pass
-        passes.append(len(z))
-        if len(passes) == 3:
-            budget.cancelled.set()
-        return decode(z, x)
+    class GoneAfterTenQuestions(WorkBudget):  # injects the fault: the client leaves a few positions in
+        asked = 0
 
-    budget = WorkBudget(timeout_s=600.0)
-    runtime.decode = counting_decode
+        def should_stop(self) -> bool:
+            self.asked += 1
+            if self.asked == 10:
+                self.cancelled.set()
+            return super().should_stop()
+
+    budget = GoneAfterTenQuestions(timeout_s=600.0)
 
     async def request():
         current_budget.set(budget)
-        return await service.sample("ar-big", 4096, 0, 1.0, "sample")
+        return await dataplane.sample("ar-big", 4096, 0, 1.0, "sample")
 
     with pytest.raises(RequestCancelled):
         client.portal.call(request)
-    assert passes == [4096] * 3  # of the 257 passes it needed
+    # should_stop is asked before each of the 257 passes: the draw stopped at the first question after the client
+    # left, a few positions in
+    assert budget.asked == 10
 
 
 def test_the_deadline_stops_a_long_sampling_request(repository, make_client):

@@ -13,13 +13,17 @@ import time
 import numpy as np
 import pytest
 
-from service.batching import DynamicBatcher
+from service.dataplane.batching import DynamicBatcher
+from service.dataplane.executor import Executor
 from service.errors import ModelRunFailed
-from service.operations import VaeService
-from service.runtime import CUDA
 from tests.service.handmade import LinearGaussian
 
 LINEAR = {1: LinearGaussian(), 2: LinearGaussian(proposal_shift=0.4, proposal_widen=2.0)}  # as conftest writes them
+
+
+def encode_linear(rows):
+    """linear:1's encoder in float64, as a model run hands back its arrays."""
+    return dict(zip(("mu", "logvar"), LINEAR[1].encode(rows)))
 
 
 def concurrently(client, *calls, timeout_s=30):
@@ -45,16 +49,16 @@ def runs_of(service, operation):
     return int(samples.get("vae_coalesced_requests_count", 0)), int(samples.get("vae_coalesced_requests_sum", 0))
 
 
-def spy_runs(service, version, role):
-    """Wrap linear:<version>'s real encode or decode to record the rows of every call it gets."""
-    runtime = service.repository.loaded["linear"][version].runtime
-    real, seen = getattr(runtime, role), []
+def spy_runs(dataplane, version, operation):
+    """Wrap linear:<version>'s engine's real encode or decode to record the rows of every call it gets."""
+    engine = dataplane.model(f"linear:{version}")
+    real, seen = getattr(engine, operation), []
 
-    def spy(rows):
+    def spy(rows, *args):
         seen.append(np.array(rows))
-        return real(rows)
+        return real(rows, *args)
 
-    setattr(runtime, role, spy)
+    setattr(engine, operation, spy)
     return seen
 
 
@@ -79,12 +83,12 @@ def assert_decoded(result, z):
 def test_concurrent_encodes_run_once_and_each_answers_what_it_answers_alone(repository, make_client):
     batched = make_client(repository, batching="on")
     alone = make_client(repository, batching="off")
-    service = batched.app.state.service
+    service = batched.app.state.dataplane
     runs = spy_runs(service, 1, "encode")
     batches = distinct_batches([1, 3, 2, 4, 1, 5], width=5)
     answers = concurrently(batched, *(lambda x=x: service.encode("linear:1", x.tolist(), 0, None) for x in batches))
     assert len(runs) == 1 and np.array_equal(runs[0], rows_of(*batches))  # one run, requests in arrival order
-    assert runs_of(service, "encoder") == (1, 6)
+    assert runs_of(service, "encode") == (1, 6)
     for x, (model, result) in zip(batches, answers):
         assert model == "linear:1" and result["mu"].shape == (len(x), 3)
         assert_encoded(result, x, 1)
@@ -97,13 +101,13 @@ def test_concurrent_encodes_run_once_and_each_answers_what_it_answers_alone(repo
 def test_loglik_coalesces_only_requests_with_the_same_k_and_seed(repository, make_client, graph):
     batched = make_client(repository, loglik_graph=graph, batching="on")
     alone = make_client(repository, loglik_graph=graph, batching="off")
-    service = batched.app.state.service
+    service = batched.app.state.dataplane
     batches = distinct_batches([1, 2, 3, 1, 2, 1], width=5, seed=1)
     requests = [(x.tolist(), 300, i % 2) for i, x in enumerate(batches)]  # two seeds: two runs
     answers = concurrently(batched, *(lambda r=r: service.loglik("linear:2", *r) for r in requests))
     assert runs_of(service, "loglik") == (2, 6)
     for (points, k, seed), (_, how, result) in zip(requests, answers):
-        assert how == {"method": "importance", "k": k}
+        assert how == ("importance", k)
         expected = alone.post("/loglik", json={"model": "linear:2", "x": points, "k": k, "seed": seed}).json()
         assert [result[f].tolist() for f in ("loglik", "stderr", "elbo")] == [expected[f] for f in ("loglik", "stderr", "elbo")]
     # The other seed gives other numbers (a poor proposal), so a run that mixed the seeds could not pass above.
@@ -114,7 +118,7 @@ def test_loglik_coalesces_only_requests_with_the_same_k_and_seed(repository, mak
 def test_a_run_holds_at_most_batch_max_points_and_never_splits_a_request(repository, make_client):
     client = make_client(repository, batch_max_points=8, batching="on")
     alone = make_client(repository, batching="off")
-    service = client.app.state.service
+    service = client.app.state.dataplane
     runs = spy_runs(service, 1, "decode")
     batches = distinct_batches([3, 3, 3, 3, 12, 1], width=3, seed=2)
     answers = concurrently(client, *(lambda z=z: service.decode("linear:1", z.tolist()) for z in batches))
@@ -129,7 +133,7 @@ def test_a_run_holds_at_most_batch_max_points_and_never_splits_a_request(reposit
 
 def test_a_full_run_starts_at_once_and_a_partial_one_waits(repository, make_client):
     client = make_client(repository, batch_max_points=8, batch_wait_ms=1000, batching="on")
-    service = client.app.state.service
+    service = client.app.state.dataplane
     runs = spy_runs(service, 1, "encode")
     batches = distinct_batches([4, 4, 3], width=5, seed=11)
 
@@ -150,7 +154,7 @@ def test_a_full_run_starts_at_once_and_a_partial_one_waits(repository, make_clie
 
 def test_a_wait_lets_late_requests_join_the_run(repository, make_client):
     client = make_client(repository, batch_wait_ms=300, batching="on")
-    service = client.app.state.service
+    service = client.app.state.dataplane
     runs = spy_runs(service, 1, "encode")
     batches = distinct_batches([2, 1, 3, 1, 2], width=5, seed=3)
 
@@ -161,7 +165,7 @@ def test_a_wait_lets_late_requests_join_the_run(repository, make_client):
         return call
 
     answers = concurrently(client, *(late(0.01 * i, x) for i, x in enumerate(batches)))  # 40 ms apart at most
-    assert runs_of(service, "encoder") == (1, 5) and len(runs) == 1 and np.array_equal(runs[0], rows_of(*batches))
+    assert runs_of(service, "encode") == (1, 5) and len(runs) == 1 and np.array_equal(runs[0], rows_of(*batches))
     for x, (_, result) in zip(batches, answers):
         assert_encoded(result, x, 1)
 
@@ -169,16 +173,16 @@ def test_a_wait_lets_late_requests_join_the_run(repository, make_client):
 @pytest.mark.parametrize("inline_work_elements", [65536, 0])  # the run inside the flush, or in a worker thread
 def test_a_failing_run_fails_every_request_in_it_and_no_other(repository, make_client, inline_work_elements):
     client = make_client(repository, batching="on", inline_work_elements=inline_work_elements)
-    service = client.app.state.service
-    runtime = service.repository.loaded["linear"][1].runtime
-    real_encode, poison = runtime.encode, 99.0
+    service = client.app.state.dataplane
+    engine = service.model("linear:1")
+    real_encode, poison = engine.encode, 99.0
 
-    def encode_unless_poisoned(rows):  # a graph that breaks on one input: a fault real graphs cannot make on demand
+    def encode_unless_poisoned(rows, *args):  # a graph that breaks on one input: a fault real graphs cannot make
         if (rows == poison).any():
             raise ModelRunFailed("model linear:1: its encoder graph failed")
-        return real_encode(rows)
+        return real_encode(rows, *args)
 
-    runtime.encode = encode_unless_poisoned
+    engine.encode = encode_unless_poisoned
     healthy = distinct_batches([2, 1, 3, 2], width=5, seed=4)
     z = distinct_batches([2], width=3, seed=5)[0]
     answers = concurrently(
@@ -190,7 +194,7 @@ def test_a_failing_run_fails_every_request_in_it_and_no_other(repository, make_c
         lambda: service.decode("linear:1", z.tolist()),  # another run of its own
     )
     assert all(isinstance(a, ModelRunFailed) for a in answers[:3]), answers[:3]  # healthy ones too: same run
-    assert runs_of(service, "encoder") == (2, 4)
+    assert runs_of(service, "encode") == (2, 4)
     assert_encoded(answers[3][1], healthy[2], 2)
     assert_decoded(answers[4][1], z)
     # The failure does not stick: the same healthy points in a run of their own are answered.
@@ -203,7 +207,7 @@ def test_a_failing_run_fails_every_request_in_it_and_no_other(repository, make_c
 
 def test_a_waiter_cancelled_before_its_run_is_left_out_of_it(repository, make_client):
     client = make_client(repository, batch_wait_ms=200, batching="on")
-    service = client.app.state.service
+    service = client.app.state.dataplane
     runs = spy_runs(service, 1, "encode")
     batches = distinct_batches([2, 3, 1], width=5, seed=6)
 
@@ -219,13 +223,13 @@ def test_a_waiter_cancelled_before_its_run_is_left_out_of_it(repository, make_cl
     assert len(runs) == 1 and np.array_equal(runs[0], rows_of(batches[0], batches[2]))
     assert_encoded(answers[0][1], batches[0], 1)
     assert_encoded(answers[2][1], batches[2], 1)
-    assert runs_of(service, "encoder") == (1, 2)
+    assert runs_of(service, "encode") == (1, 2)
 
     fresh = distinct_batches([2, 3, 1], width=5, seed=60)  # not cached
     answers = client.portal.call(cancel_some, fresh, [0, 1, 2])  # everyone gone: nothing is computed
     assert all(isinstance(a, asyncio.CancelledError) for a in answers)
     client.portal.call(asyncio.sleep, 0.3)  # past the wait
-    assert len(runs) == 1 and runs_of(service, "encoder") == (1, 2)
+    assert len(runs) == 1 and runs_of(service, "encode") == (1, 2)
 
 
 def test_a_waiter_cancelled_while_its_run_is_in_flight_leaves_the_others_their_own_rows():
@@ -239,7 +243,7 @@ def test_a_waiter_cancelled_while_its_run_is_in_flight_leaves_the_others_their_o
             return function()
 
         batcher = DynamicBatcher(max_points=100, max_wait_s=0, inline_work=0, offload=offload)
-        tasks = [asyncio.ensure_future(batcher.submit("key", "encoder", x, LINEAR[1].encode, 5)) for x in batches]
+        tasks = [asyncio.ensure_future(batcher.submit("key", "encode", x, encode_linear, 5)) for x in batches]
         await asyncio.sleep(0.01)  # flushed: the run of all three waits for its thread
         tasks[0].cancel()
         release.set()
@@ -247,53 +251,48 @@ def test_a_waiter_cancelled_while_its_run_is_in_flight_leaves_the_others_their_o
 
     answers = asyncio.run(scenario())
     assert isinstance(answers[0], asyncio.CancelledError)
-    for x, (mu, logvar) in zip(batches[1:], answers[1:]):
+    for x, answer in zip(batches[1:], answers[1:]):
         expected_mu, expected_logvar = LINEAR[1].encode(x)
-        np.testing.assert_allclose(mu, expected_mu, rtol=1e-12)
-        np.testing.assert_allclose(logvar, expected_logvar, rtol=1e-12)
+        np.testing.assert_allclose(answer["mu"], expected_mu, rtol=1e-12)
+        np.testing.assert_allclose(answer["logvar"], expected_logvar, rtol=1e-12)
 
 
 @pytest.mark.parametrize("inline_work", [10**6, 0])  # run inside the flush, or offloaded
 def test_the_batcher_splits_each_output_back_to_its_request(inline_work):
     batches = distinct_batches([1, 4, 2, 3], width=5, seed=8)
 
-    def run(rows):  # outputs of different widths: (N, L), (N, L), (N,)
-        mu, logvar = LINEAR[1].encode(rows)
-        return mu, logvar, (rows**2).sum(axis=1)
+    def run(rows):  # arrays of different widths: (N, L), (N, L), (N,)
+        return {**encode_linear(rows), "squares": (rows**2).sum(axis=1)}
 
     async def scenario():
         async def offload(function):
             return function()
 
         batcher = DynamicBatcher(max_points=100, max_wait_s=0, inline_work=inline_work, offload=offload)
-        calls = (batcher.submit("key", "encoder", x, run, 5) for x in batches)
+        calls = (batcher.submit("key", "encode", x, run, 5) for x in batches)
         return await asyncio.wait_for(asyncio.gather(*calls), 10)
 
-    for x, (mu, logvar, squares) in zip(batches, asyncio.run(scenario())):
+    for x, answer in zip(batches, asyncio.run(scenario())):
         expected_mu, expected_logvar = LINEAR[1].encode(x)
-        np.testing.assert_allclose(mu, expected_mu, rtol=1e-12)
-        np.testing.assert_allclose(logvar, expected_logvar, rtol=1e-12)
-        np.testing.assert_allclose(squares, [float(row @ row) for row in x], rtol=1e-12)
+        np.testing.assert_allclose(answer["mu"], expected_mu, rtol=1e-12)
+        np.testing.assert_allclose(answer["logvar"], expected_logvar, rtol=1e-12)
+        np.testing.assert_allclose(answer["squares"], [float(row @ row) for row in x], rtol=1e-12)
 
 
 def test_auto_coalesces_small_requests_on_the_cpu_and_every_request_on_cuda(repository, make_client):
     # On the CPU, requests small enough to run on the event loop (VAE_INLINE_WORK_ELEMENTS values: here 10, two
     # points of 5) are coalesced; a larger one runs alone, in a worker thread, within its own deadline.
     client = make_client(repository, device="cpu", inline_work_elements=10)  # batching "auto", the default
-    service = client.app.state.service
+    service = client.app.state.dataplane
     runs = spy_runs(service, 1, "encode")
     batches = distinct_batches([1, 3, 1], width=5, seed=9)
     answers = concurrently(client, *(lambda x=x: service.encode("linear:1", x.tolist(), 0, None) for x in batches))
-    assert sorted(len(rows) for rows in runs) == [2, 3] and runs_of(service, "encoder") == (1, 2)
+    assert sorted(len(rows) for rows in runs) == [2, 3] and runs_of(service, "encode") == (1, 2)
     coalesced = next(rows for rows in runs if len(rows) == 2)
     assert np.array_equal(coalesced, rows_of(batches[0], batches[2]))
     for x, (_, result) in zip(batches, answers):
         assert_encoded(result, x, 1)
 
-    runs.clear()  # the same models and settings, in a service told that its sessions run on CUDA
-    batches = distinct_batches([1, 2, 1], width=5, seed=10)  # not cached
-    on_cuda = VaeService(service.repository, service.cache, service.settings, service.metrics, CUDA)
-    answers = concurrently(client, *(lambda x=x: on_cuda.encode("linear:1", x.tolist(), 0, None) for x in batches))
-    assert len(runs) == 1 and np.array_equal(runs[0], rows_of(*batches)) and runs_of(service, "encoder") == (2, 5)
-    for x, (_, result) in zip(batches, answers):
-        assert_encoded(result, x, 1)
+    # With CUDA (a run's launch costs far more than a row) every request may share a run, whatever its size.
+    policy = Executor(service.settings, client.app.state.metrics)
+    assert policy.coalesce_up_to("cuda") == float("inf") and policy.coalesce_up_to("cpu") == 10

@@ -5,7 +5,7 @@ import io
 import numpy as np
 import pytest
 
-from service.payloads import NPY, NPZ
+from service.http.payloads import NPY, NPZ
 
 
 def npy(array) -> bytes:

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import redis
 
-from service.cache import KEY_PREFIX, MemoryCache
+from service.dataplane.cache import KEY_PREFIX, MemoryCache
 from service.settings import Settings
 from tests.service.handmade import LinearGaussian
 from tests.service.network import free_port
@@ -129,7 +129,7 @@ def test_redis_stopped_then_started_again_is_picked_up_by_itself(repository, mak
 
 
 def test_cache_values_round_trip_and_garbage_is_refused():
-    from service.cache import pack, unpack
+    from service.dataplane.cache import pack, unpack
 
     arrays = {"mu": np.arange(6, dtype=np.float32).reshape(2, 3), "loglik": np.array([-1.5, 2.0]),
               "z": np.zeros((2, 0, 3), np.float32)}

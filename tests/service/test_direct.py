@@ -1,4 +1,4 @@
-"""The direct lane (service.routes.direct): the data routes answered from the raw ASGI scope give exactly what
+"""The direct handlers (service.http.direct): the data routes answered from the raw ASGI scope give exactly what
 FastAPI gives for the same routers, and a bug inside one is a JSON 500 that the metrics count."""
 
 import io
@@ -7,7 +7,7 @@ import numpy as np
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from service.routes import latents, loglik, sample
+from service.http.routes import latents, loglik, sample
 
 POINTS = np.random.default_rng(3).standard_normal((3, 5)).round(3).tolist()
 CALLS = [
@@ -22,7 +22,7 @@ CALLS = [
 
 def test_the_routers_mounted_in_a_plain_fastapi_app_answer_exactly_as_the_service_does(client):
     plain = FastAPI()
-    plain.state.service = client.app.state.service
+    plain.state.dataplane = client.app.state.dataplane
     for module in (latents, sample, loglik):
         plain.include_router(module.router)
     with TestClient(plain) as through_fastapi:
@@ -40,7 +40,7 @@ def test_a_bug_inside_a_data_route_is_a_json_500_counted_by_the_metrics(client, 
     async def broken(*args, **kwargs):  # a fault the real service cannot be made to produce
         raise RuntimeError("a bug")
 
-    monkeypatch.setattr(client.app.state.service, "decode", broken)
+    monkeypatch.setattr(client.app.state.dataplane, "decode", broken)
     answer = client.post("/decode", json={"model": "linear:1", "z": [[0.0, 0.0, 0.0]]})
     assert answer.status_code == 500 and "internal error" in answer.json()["detail"]
     assert "a bug" in caplog.text  # the traceback goes to the log, not to the client

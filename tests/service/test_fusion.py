@@ -5,11 +5,14 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+import onnxruntime as ort
 import pytest
 
 from modelrepo import load_manifest
-from service.fusion import OUTPUTS, FusionError, build_scoring_model
-from service.runtime import CPU, ModelRuntime, RuntimeOptions
+from service.engine.fusion import OUTPUTS, FusionError, build_scoring_model
+from service.engine.engine import ModelEngine
+from service.engine.options import EngineOptions
+from service.engine.sessions import CPU
 from tests.service.handmade import LinearGaussian, OneDimensionalBernoulli
 
 MODELS = Path(__file__).resolve().parents[2] / "models"
@@ -29,55 +32,54 @@ def test_graphs_at_different_opsets_are_joined(tmp_path):
     model = LinearGaussian()
     model.decoder.opset_import[0].version = 20  # Flatten, MatMul, Add, Reshape: the same at 17 and 20
     folder = model.write(tmp_path)
-    runtime = ModelRuntime(folder, load_manifest(folder), RuntimeOptions([CPU], loglik_graph="fused"))
-    assert runtime.scorer.description == "fused (fp32)"
+    engine = ModelEngine.open(folder, EngineOptions([CPU], loglik_graph="fused"))
+    assert engine.describe()["loglik_graph"] == "fused (fp32)"
     x = np.random.default_rng(0).standard_normal((3, 5)).astype(np.float32)
-    estimate = runtime.scorer.estimate(x, 50, 0)
-    np.testing.assert_allclose(estimate.loglik, model.exact_loglik(x), atol=2e-4)
+    estimate = engine.loglik(x, 50, 0)
+    np.testing.assert_allclose(estimate["loglik"], model.exact_loglik(x), atol=2e-4)
 
 
 @pytest.mark.parametrize("name", ["digits", "digits-binary"])
 def test_fused_float32_agrees_with_the_float64_path_on_the_shipped_models(name):
     folder = MODELS / name / "1"
     manifest = load_manifest(folder)
-    fused = ModelRuntime(folder, manifest, RuntimeOptions([CPU], loglik_graph="fused"))
-    separate = ModelRuntime(folder, manifest, RuntimeOptions([CPU], loglik_graph="separate"))
+    fused = ModelEngine.open(folder, EngineOptions([CPU], loglik_graph="fused"))
+    separate = ModelEngine.open(folder, EngineOptions([CPU], loglik_graph="separate"))
     rng = np.random.default_rng(1)
     x = rng.uniform(size=(16, *manifest.data_shape)).astype(np.float32)
     if manifest.likelihood.type == "bernoulli":
         x = (x > 0.5).astype(np.float32)
-    ours = fused.scorer.estimate(x, 500, 3)
-    reference = separate.scorer.estimate(x, 500, 3)
+    ours = fused.loglik(x, 500, 3)
+    reference = separate.loglik(x, 500, 3)
     for field in ("loglik", "elbo"):
-        assert np.abs(getattr(ours, field) - getattr(reference, field)).max() < 1e-2
-    np.testing.assert_allclose(ours.stderr, reference.stderr, rtol=1e-2, atol=1e-6)
+        assert np.abs(ours[field] - reference[field]).max() < 1e-2
+    np.testing.assert_allclose(ours["stderr"], reference["stderr"], rtol=1e-2, atol=1e-6)
 
 
 def test_fp16_decoder_is_close_on_a_bernoulli_model(tmp_path):
     model = OneDimensionalBernoulli()
     folder = model.write(tmp_path)
-    runtime = ModelRuntime(folder, load_manifest(folder), RuntimeOptions([CPU], loglik_graph="fused", precision="fp16"))
-    assert runtime.scorer.description == "fused (fp16)"
+    engine = ModelEngine.open(folder, EngineOptions([CPU], loglik_graph="fused", precision="fp16"))
+    assert engine.describe()["loglik_graph"] == "fused (fp16)"
     x = np.array([[[[1, 0, 1], [1, 0, 0]]], [[[1, 1, 1], [1, 1, 1]]]], dtype=np.float32)
-    estimate = runtime.scorer.estimate(x, 5000, 0)
-    assert np.abs(estimate.loglik - model.exact_loglik(x)).max() < 0.05
+    estimate = engine.loglik(x, 5000, 0)
+    assert np.abs(estimate["loglik"] - model.exact_loglik(x)).max() < 0.05
 
 
-def test_slices_of_the_fused_run_stay_within_the_work_bound(tmp_path):
+def test_slices_of_the_fused_run_stay_within_the_work_bound(tmp_path, monkeypatch):
     folder = LinearGaussian().write(tmp_path)
-    options = RuntimeOptions([CPU], loglik_graph="fused", work_elements=2048)  # ~409 (point, sample) pairs per run
-    runtime = ModelRuntime(folder, load_manifest(folder), options)
-    scorer, uploads = runtime.scorer, []
-    real_upload = scorer._upload
+    options = EngineOptions([CPU], loglik_graph="fused", work_elements=2048)  # ~409 (point, sample) pairs per run
+    engine = ModelEngine.open(folder, options)
+    uploads, real_upload = [], ort.OrtValue.ortvalue_from_numpy
 
-    def spy(array):  # the real upload, recording each array bound to the graph
+    def spy(array, *args):  # ONNX Runtime's own upload, recording each array bound to the graph
         uploads.append(array.shape)
-        return real_upload(array)
+        return real_upload(array, *args)
 
-    scorer._upload = spy
+    monkeypatch.setattr(ort.OrtValue, "ortvalue_from_numpy", spy)
     x = np.zeros((9, 5), np.float32)
-    estimate = scorer.estimate(x, 1000, 0)
-    assert len(estimate.loglik) == 9
+    estimate = engine.loglik(x, 1000, 0)
+    assert len(estimate["loglik"]) == 9
     eps_slices = [shape[0] for shape in uploads if shape[1:] == (3,)]
     blocks = [shape[0] for shape in uploads if shape[1:] == (5,)]
     assert sum(eps_slices) == 1000 and max(eps_slices) <= 409  # K in slices, each uploaded once
@@ -88,7 +90,7 @@ def test_a_model_that_cannot_be_fused_serves_on_two_graphs_and_says_why(tmp_path
     def refuse(*_, **__):  # a fault the shipped graphs cannot produce: the join itself fails
         raise FusionError("encoder and decoder define different local functions named 'f'")
 
-    monkeypatch.setattr("service.scoring.build_scoring_model", refuse)
+    monkeypatch.setattr("service.engine.choice.build_scoring_model", refuse)
     model = LinearGaussian()
     model.write(tmp_path)
     client = make_client(tmp_path, loglik_graph="fused")

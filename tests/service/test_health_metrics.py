@@ -1,4 +1,4 @@
-"""GET /health/live, GET /health/ready and GET /metrics (service/routes/health.py)."""
+"""GET /health/live, GET /health/ready and GET /metrics (service/http/routes/health.py)."""
 
 
 def test_health(client, tmp_path, make_client):

@@ -12,7 +12,7 @@ import onnx
 import pytest
 
 import modelrepo.manifest
-from service.repository import ModelRepository
+from service.engine.repository import ModelRepository
 from tests.service.handmade import LinearGaussian
 from tests.service.test_cache import REDIS_URL, counter
 

@@ -1,11 +1,9 @@
-"""The kernel tier (service.kernels): the MLP pattern read from ONNX graphs, the Triton kernels in Triton's
-interpreter on the CPU against float64 NumPy and closed forms, the check at load and the fallback with its reason."""
-
-import os
-
-os.environ["TRITON_INTERPRET"] = "1"  # before triton defines any kernel: the tests run them on the CPU
+"""The kernel tier (service.engine.kernels): the MLP pattern read from ONNX graphs, the Triton kernels against
+float64 NumPy and closed forms (in Triton's interpreter on a machine without CUDA: VAE_KERNEL_TIER=on asks for
+it), the check at load and the fallback with its reason."""
 
 import math
+import os
 from pathlib import Path
 
 import numpy as np
@@ -17,9 +15,11 @@ from scipy import special
 
 from modelrepo import load_manifest
 from modelrepo.likelihood import latent_noise
-from service.kernels import pattern, tier
-from service.kernels.pattern import PatternRefused, read_perceptron
-from service.runtime import CPU, ModelRuntime, RuntimeOptions
+from service.engine.kernels import pattern, tier
+from service.engine.kernels.pattern import PatternRefused, read_perceptron
+from service.engine.engine import ModelEngine
+from service.engine.options import EngineOptions
+from service.engine.sessions import CPU
 from tests.service.handmade import LinearGaussian, LinearGaussianMixture, OneDimensionalBernoulli, write_model
 
 MODELS = Path(__file__).resolve().parents[2] / "models"
@@ -113,8 +113,21 @@ def mixture(logits, mean, logvar):
     return log_density
 
 
-def load(folder: Path, **options) -> ModelRuntime:
-    return ModelRuntime(folder, load_manifest(folder), RuntimeOptions([CPU], **{"kernel_tier": "on", **options}))
+@pytest.fixture(autouse=True)
+def triton_interpreter(monkeypatch):
+    """The kernels run in Triton's interpreter, on the CPU whatever the machine: a mode of the whole process, which
+    VAE_KERNEL_TIER=on turns on without CUDA (TRITON_INTERPRET=1); here it is set for each test only."""
+    monkeypatch.setenv("TRITON_INTERPRET", os.environ.get("TRITON_INTERPRET", "1"))
+
+
+def load(folder: Path, **options) -> ModelEngine:
+    return ModelEngine.open(folder, EngineOptions([CPU], **{"kernel_tier": "on", **options}))
+
+
+def served(engine: ModelEngine) -> tuple[str, str | None]:
+    """(the tier that serves the version's /loglik, why the kernel tier does not), as GET /models shows them."""
+    report = engine.describe()
+    return report["tier"], report.get("kernel_tier")
 
 
 # --- the pattern ---------------------------------------------------------------------------------------------
@@ -176,35 +189,36 @@ def test_kernels_in_float32_match_a_float64_reference(tmp_path, likelihood, prio
     logits, mean, logvar = np.array([0.3, -0.2]), np.array([[0.5, -0.5], [-1.0, 0.8]]), np.array([[-0.5, 0.2], [0.1, -0.3]])
     extra = {"prior": {"type": "mixture_of_gaussians", "logits": logits.tolist(), "mean": mean.tolist(),
                        "logvar": logvar.tolist()}} if prior == "mixture" else {}
-    runtime = load(model.write(tmp_path, **extra), kernel_precision="fp32")
-    assert runtime.scorer.tier == "triton", runtime.scorer.kernel_tier_reason
+    engine = load(model.write(tmp_path, **extra), kernel_precision="fp32")
+    assert served(engine) == ("triton", None)
     rng = np.random.default_rng(4)
     x = (rng.uniform(size=(5, 6)) < 0.4) if likelihood == "bernoulli" else rng.normal(size=(5, 6))
     x = x.astype(np.float32)
     loglik, elbo = model.reference_loglik(x, latent_noise(9, 40, 2), mixture(logits, mean, logvar)
                                           if prior == "mixture" else standard_normal)
-    estimate = runtime.scorer.estimate(x, 40, 9)
-    np.testing.assert_allclose(estimate.loglik, loglik, atol=2e-4)
-    np.testing.assert_allclose(estimate.elbo, elbo, atol=2e-4)
+    estimate = engine.loglik(x, 40, 9)
+    np.testing.assert_allclose(estimate["loglik"], loglik, atol=2e-4)
+    np.testing.assert_allclose(estimate["elbo"], elbo, atol=2e-4)
 
 
 @pytest.mark.parametrize("precision", ["fp16", "bf16"])
 def test_half_precision_stays_near_the_float64_reference(tmp_path, precision):
     model = TinyMLP("bernoulli", "Relu")
-    runtime = load(model.write(tmp_path), kernel_precision=precision, kernel_tolerance_nats=0.05)
-    assert (runtime.scorer.tier, runtime.scorer.precision) == ("triton", precision), runtime.scorer.kernel_tier_reason
+    engine = load(model.write(tmp_path), kernel_precision=precision, kernel_tolerance_nats=0.05)
+    assert served(engine) == ("triton", None) and engine.describe()["precision"] == precision
     x = (np.random.default_rng(5).uniform(size=(4, 6)) < 0.5).astype(np.float32)
     loglik, _ = model.reference_loglik(x, latent_noise(1, 30, 2), standard_normal)
-    difference = np.abs(runtime.scorer.estimate(x, 30, 1).loglik - loglik).max()
+    difference = np.abs(engine.loglik(x, 30, 1)["loglik"] - loglik).max()
     assert 0 < difference < (0.01 if precision == "fp16" else 0.05)  # rounded, but not far
 
 
 def test_the_exact_posterior_model_gives_its_closed_form_log_likelihood(tmp_path):
     """LinearGaussian: separate mean and logvar heads; with the exact posterior every weight is p(x), any k."""
     model = LinearGaussian()
-    runtime = load(model.write(tmp_path), kernel_precision="fp32")
+    engine = load(model.write(tmp_path), kernel_precision="fp32")
+    assert served(engine) == ("triton", None)
     x = np.random.default_rng(0).normal(size=(4, 5)).astype(np.float32)
-    np.testing.assert_allclose(runtime.scorer.estimate(x, 7, 3).loglik, model.exact_loglik(x), atol=2e-4)
+    np.testing.assert_allclose(engine.loglik(x, 7, 3)["loglik"], model.exact_loglik(x), atol=2e-4)
 
 
 # --- the check at load, the fallback, GET /models -----------------------------------------------------------
@@ -212,9 +226,8 @@ def test_the_exact_posterior_model_gives_its_closed_form_log_likelihood(tmp_path
 
 def test_a_tier_that_disagrees_with_the_graphs_is_not_served(tmp_path, monkeypatch):
     folder = TinyMLP().write(tmp_path)
-    strict = load(folder, kernel_precision="fp32", kernel_tolerance_nats=0.0)
-    assert strict.scorer.tier == "onnxruntime"
-    assert strict.scorer.kernel_tier_reason.startswith("verification failed")
+    tier_name, why = served(load(folder, kernel_precision="fp32", kernel_tolerance_nats=0.0))
+    assert tier_name == "onnxruntime" and why.startswith("verification failed")
 
     original = tier.read_perceptron
 
@@ -225,20 +238,19 @@ def test_a_tier_that_disagrees_with_the_graphs_is_not_served(tmp_path, monkeypat
         return mlp
 
     monkeypatch.setattr(tier, "read_perceptron", corrupted)
-    runtime = load(folder, kernel_precision="fp32")
-    assert runtime.scorer.tier == "onnxruntime" and "nats from the float32 ONNX graphs" in runtime.scorer.kernel_tier_reason
-    assert runtime.scorer.description == "fused (fp32)"  # ONNX Runtime serves as before
+    engine = load(folder, kernel_precision="fp32")
+    tier_name, why = served(engine)
+    assert tier_name == "onnxruntime" and "nats from the float32 ONNX graphs" in why
+    assert engine.describe()["loglik_graph"] == "fused (fp32)"  # ONNX Runtime serves as before
 
 
 def test_models_outside_the_pattern_fall_back_with_their_reason(tmp_path):
-    bern = load(OneDimensionalBernoulli().write(tmp_path))  # Flatten and Reshape: inside the pattern
-    assert bern.scorer.tier == "triton"
-    digits = load(MODELS / "digits" / "1")
-    assert digits.scorer.tier == "onnxruntime" and "(Sub)" in digits.scorer.kernel_tier_reason
-    discrete = load(MODELS / "digits-binary-discrete" / "1")
-    assert discrete.scorer.kernel_tier_reason == "categorical latents: the kernels serve Gaussian latents"
-    off = load(MODELS / "digits" / "1", kernel_tier="off")
-    assert off.scorer.kernel_tier_reason is None
+    assert served(load(OneDimensionalBernoulli().write(tmp_path))) == ("triton", None)  # Flatten and Reshape: inside
+    tier_name, why = served(load(MODELS / "digits" / "1"))
+    assert tier_name == "onnxruntime" and "(Sub)" in why
+    assert served(load(MODELS / "digits-binary-discrete" / "1")) == (
+        "onnxruntime", "categorical latents: the kernels serve Gaussian latents")
+    assert served(load(MODELS / "digits" / "1", kernel_tier="off")) == ("onnxruntime", None)
 
 
 def test_get_model_says_which_tier_and_precision_serve_it(tmp_path, make_client):

@@ -1,4 +1,4 @@
-"""POST /encode and POST /decode (service/routes/latents.py), on hand-built models with known answers."""
+"""POST /encode and POST /decode (service/http/routes/latents.py), on hand-built models with known answers."""
 
 import numpy as np
 from onnx import TensorProto, helper, numpy_helper

@@ -1,10 +1,11 @@
 """POST and GET /loglik against exact answers, on hand-built ONNX models, on both scoring paths: the fused
-graph (service.fusion, float32 in ONNX Runtime, the CUDA path run here on the CPU) and the two graphs with
+graph (service.engine.fusion, float32 in ONNX Runtime, the CUDA path run here on the CPU) and the two graphs with
 the likelihood in float64."""
 
 import numpy as np
 import pytest
 
+from service.engine.sessions import ModelSessions
 from tests.service.handmade import LinearGaussian, OneDimensionalBernoulli
 
 GRAPHS = ["separate", "fused"]
@@ -13,9 +14,9 @@ GRAPHS = ["separate", "fused"]
 @pytest.fixture(params=GRAPHS)
 def client(request, repository, make_client):
     client = make_client(repository, loglik_graph=request.param)
-    for versions in client.app.state.service.repository.loaded.values():
-        for model in versions.values():  # each model really runs on the path asked for
-            assert model.runtime.scorer.description == {"fused": "fused (fp32)", "separate": "separate"}[request.param]
+    for model in client.get("/models").json()["models"]:  # each model really runs on the path asked for
+        for version in model["versions"]:
+            assert version["loglik_graph"] == {"fused": "fused (fp32)", "separate": "separate"}[request.param]
     return client
 
 
@@ -73,16 +74,15 @@ def test_a_point_scores_the_same_alone_anywhere_in_a_batch_and_however_the_work_
     assert other_seed["loglik"] != batch["loglik"]
 
 
-def test_memory_stays_bounded_for_large_k(repository, make_client):
+def test_memory_stays_bounded_for_large_k(repository, make_client, monkeypatch):
     client = make_client(repository, work_elements=2048, loglik_graph="separate")
-    runtime = client.app.state.service.repository.loaded["linear"][2].runtime
-    real_decode, rows_seen = runtime.decode, []
+    real_decode, rows_seen = ModelSessions.decode, []
 
-    def spy(z):  # the real decoder, recording how many rows each call holds
+    def spy(self, z, x=None):  # the real decoder run, recording how many rows each holds
         rows_seen.append(len(z))
-        return real_decode(z)
+        return real_decode(self, z, x)
 
-    runtime.decode = spy
+    monkeypatch.setattr(ModelSessions, "decode", spy)
     x = np.zeros((3, 5)).tolist()
     body = client.post("/loglik", json={"model": "linear:2", "x": x, "k": 5000}).json()
     assert len(body["loglik"]) == 3
@@ -95,28 +95,27 @@ def test_small_k_is_still_a_valid_estimate(client, k):
     assert np.isclose(body["loglik"][0], LinearGaussian().exact_loglik(np.zeros((1, 5)))[()], atol=2e-4)
 
 
-def test_concurrent_requests_share_the_compute_slots(repository, make_client):
+def test_concurrent_requests_share_the_compute_slots(repository, make_client, monkeypatch):
     import threading
     import time
     from concurrent.futures import ThreadPoolExecutor
 
     client = make_client(repository, compute_slots=2, inline_work_elements=0, loglik_graph="separate",
                          batching="off")  # each request its own computation
-    runtime = client.app.state.service.repository.loaded["linear"][2].runtime
-    real_decode, lock, state = runtime.decode, threading.Lock(), {"now": 0, "most": 0}
+    real_decode, lock, state = ModelSessions.decode, threading.Lock(), {"now": 0, "most": 0}
 
-    def counting(z):  # the real decoder, recording how many computations overlap
+    def counting(self, z, x=None):  # the real decoder run, recording how many computations overlap
         with lock:
             state["now"] += 1
             state["most"] = max(state["most"], state["now"])
         try:
             time.sleep(0.02)  # long enough for the requests to overlap
-            return real_decode(z)
+            return real_decode(self, z, x)
         finally:
             with lock:
                 state["now"] -= 1
 
-    runtime.decode = counting
+    monkeypatch.setattr(ModelSessions, "decode", counting)
     requests = [{"model": "linear:2", "x": [[float(i)] * 5], "k": 3000} for i in range(8)]
     with ThreadPoolExecutor(8) as pool:
         answers = list(pool.map(lambda body: client.post("/loglik", json=body), requests))

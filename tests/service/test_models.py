@@ -1,4 +1,4 @@
-"""GET /models and GET /models/{name} (service/routes/models.py), and the models shipped in models/."""
+"""GET /models and GET /models/{name} (service/http/routes/models.py), and the models shipped in models/."""
 
 import numpy as np
 

@@ -101,12 +101,12 @@ def test_a_half_copied_new_version_is_listed_with_its_reason_until_the_copy_comp
 
 
 def test_touched_files_with_the_same_bytes_keep_the_loaded_model(admin, repository):
-    before = admin.app.state.service.repository.loaded["linear"][1]
+    before = admin.app.state.dataplane.model("linear:1")
     path = repository / "linear" / "1" / "decoder.onnx"
     path.write_bytes(path.read_bytes())
     report = reload(admin)
     assert report["changed"] == [] and "linear/1" in report["unchanged"]
-    assert admin.app.state.service.repository.loaded["linear"][1] is before
+    assert admin.app.state.dataplane.model("linear:1") is before
 
 
 def test_the_poller_alone_picks_up_a_change_within_a_few_intervals(repository, make_client):
@@ -130,16 +130,16 @@ def test_a_request_in_flight_finishes_on_the_version_it_started_with(repository,
     x = np.random.default_rng(5).standard_normal((10, 5))
     request = {"model": "linear:2", "x": x.tolist(), "k": 10000, "seed": 7}  # large: runs in a worker thread
     old_answer = reference.post("/loglik", json=request).json()
-    old = client.app.state.service.repository.loaded["linear"][2]
+    old = client.app.state.dataplane.model("linear:2")
     started, resume = threading.Event(), threading.Event()
-    real_estimate = old.runtime.scorer.estimate
+    real_loglik = old.loglik
 
-    def held_estimate(*args):  # holds the request inside the old model's run until the swap is done
+    def held_loglik(*args):  # holds the request inside the old engine's run until the swap is done
         started.set()
         assert resume.wait(30)
-        return real_estimate(*args)
+        return real_loglik(*args)
 
-    old.runtime.scorer.estimate = held_estimate
+    old.loglik = held_loglik
     answers = []
     in_flight = threading.Thread(target=lambda: answers.append(client.post("/loglik", json=request)))
     in_flight.start()
@@ -147,7 +147,7 @@ def test_a_request_in_flight_finishes_on_the_version_it_started_with(repository,
     replacement = LinearGaussian(seed=12)
     overwrite(repository / "linear" / "2", replacement)
     assert reload(client)["changed"] == ["linear/2"]  # while the request runs
-    assert client.app.state.service.repository.loaded["linear"][2] is not old
+    assert client.app.state.dataplane.model("linear:2") is not old
     resume.set()
     in_flight.join(30)
     assert answers[0].status_code == 200 and answers[0].json() == old_answer

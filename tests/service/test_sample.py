@@ -1,4 +1,4 @@
-"""POST /sample (service/routes/sample.py): draws from the prior, decoded, on a hand-built model."""
+"""POST /sample (service/http/routes/sample.py): draws from the prior, decoded, on a hand-built model."""
 
 import numpy as np
 

@@ -8,7 +8,7 @@ import anyio
 import pytest
 from pydantic import ValidationError
 
-from service.security import MAX_ACCEPTED_HOSTS, AccessPolicy, host_name
+from service.http.security import MAX_ACCEPTED_HOSTS, AccessPolicy, host_name
 from service.settings import Settings
 
 KEYS = "first-key-0123456789,second-key-abcdef"

@@ -6,7 +6,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from service.app import create_app
-from service.runtime import cuda_usable
+from service.engine.sessions import cuda_usable
 from service.settings import Settings
 
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from service.errors import InvalidInput
-from service.inputs import refuse_booleans
+from service.http.codecs import refuse_booleans
 
 JSON = {"content-type": "application/json"}
 

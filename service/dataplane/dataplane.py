@@ -1,0 +1,132 @@
+"""The data plane: resolve the model, check the input, describe the job; then the cache-or-compute step
+(dataplane.results) and the executor (dataplane.executor) answer it. Plain Python: the HTTP tier parses and
+replies, the engine (engine.engine) does every model run and all the math.
+
+Each operation returns (the version that answered, its arrays); loglik also says how they were computed.
+"""
+
+import numpy as np
+
+from modelrepo.contract import EXACT, IMPORTANCE
+from service.dataplane.cache import Cache
+from service.dataplane.executor import Executor
+from service.dataplane.inputs import check_limit, check_probability_range, parse_batch
+from service.dataplane.jobs import Job
+from service.dataplane.results import CachedResults
+from service.engine.engine import ModelEngine
+from service.engine.repository import ModelRepository
+from service.errors import InvalidInput, ModelNotFound
+from service.metrics import Metrics
+from service.settings import Settings
+from service.types import LoglikPlan, Result
+
+
+class DataPlane:
+    def __init__(self, repository: ModelRepository, cache: Cache, settings: Settings, metrics: Metrics):
+        self.repository = repository  # swapped whole by a reload (dataplane.reload); read once per request
+        self.cache, self.settings, self.metrics = cache, settings, metrics
+        self.executor = Executor(settings, metrics)
+        self.results = CachedResults(cache, self.executor, settings, metrics)
+
+    def model(self, reference: str | None) -> ModelEngine:
+        """"name", "name:version", or None for the default model (VAE_DEFAULT_MODEL)."""
+        return self.repository.resolve(reference, self.settings.default_model)
+
+    async def encode(self, reference: str | None, x: list | np.ndarray, samples: int,
+                     seed: int | None) -> tuple[str, Result]:
+        engine = self.model(reference)
+        rows = self._data_points(engine, x)
+        check_limit(samples, self.settings.max_encode_samples, "samples", "VAE_MAX_ENCODE_SAMPLES")
+        check_limit(len(rows) * samples, self.settings.max_encode_total_samples, "points x samples",
+                    "VAE_MAX_ENCODE_TOTAL_SAMPLES")
+        # Requests drawing the same noise (no draws, or the same seed and count) may share a run: the noise is
+        # the seed's, shared by every point. Fresh draws run alone, so no two clients share their noise.
+        shareable = samples == 0 or seed is not None
+        job = Job(engine, "encode", {"samples": samples, "seed": seed if samples else None}, rows, len(rows),
+                  lambda rows, _: engine.encode(rows, samples, seed), work=len(rows) * (1 + samples),
+                  values=len(rows) * (engine.data_size + samples * engine.latent_size), cacheable=shareable,
+                  run=("encode", samples, seed) if shareable else None)
+        return engine.ref, await self.results.answer(job)
+
+    async def decode(self, reference: str | None, z: list | np.ndarray, seed: int | None = None) -> tuple[str, Result]:
+        """E[x given z] and the likelihood's parameters; an autoregressive model draws x given z (with `seed`, or
+        fresh and not cached without one). Plain models ignore `seed`: their answers and cache keys do not
+        depend on it."""
+        engine = self.model(reference)
+        rows = parse_batch(z, engine.latent_shape, "z", self.settings.max_batch)
+        n, size = len(rows), engine.data_size
+        if engine.autoregressive:  # one decoder pass per position: never coalesced
+            job = Job(engine, "decode", {"seed": seed}, rows, n,
+                      lambda rows, should_stop: engine.decode(rows, seed, should_stop), work=n * (size + 1),
+                      values=n * size * (size + 1), cacheable=seed is not None)
+        else:
+            job = Job(engine, "decode", {}, rows, n, lambda rows, _: engine.decode(rows), work=n, values=n * size,
+                      run=("decode",))
+        return engine.ref, await self.results.answer(job)
+
+    async def sample(self, reference: str | None, n: int, seed: int | None, temperature: float,
+                     mode: str) -> tuple[str, Result]:
+        """z from the prior (at the temperature), then x given z; never coalesced: each draws from its own seed."""
+        engine = self.model(reference)
+        check_limit(n, self.settings.max_sample_n, "n", "VAE_MAX_SAMPLE_N")
+        size = engine.data_size
+        if engine.autoregressive and mode == "mean":
+            raise InvalidInput(f'mode: "mean" asks for E[x given z], which has no closed form for model {engine.ref}, '
+                               'whose decoder is autoregressive; send "mode": "sample" to draw x given z')
+        passes = size + 1 if engine.autoregressive else 1  # decoder passes per draw
+        job = Job(engine, "sample", {"n": n, "seed": seed, "temperature": temperature, "mode": mode}, None, n,
+                  lambda _, should_stop: engine.sample(n, seed, temperature, mode, should_stop),
+                  work=n * passes, values=n * size * passes,
+                  cacheable=seed is not None)
+        return engine.ref, await self.results.answer(job)
+
+    async def loglik(self, reference: str | None, x: list | np.ndarray, k: int,
+                     seed: int) -> tuple[str, LoglikPlan, Result]:
+        """log p(x), its standard error and the ELBO per point, and the plan: the method and k (the samples
+        drawn, or the terms summed exactly)."""
+        engine = self.model(reference)
+        rows = self._data_points(engine, x)
+        check_limit(k, self.settings.max_k, "k", "VAE_MAX_K")
+        plan = engine.loglik_plan(k)
+        if plan.method == EXACT:
+            check_limit(len(rows) * plan.terms, self.settings.max_loglik_samples, f"points x {plan.terms} "
+                        "configurations (summed exactly: send fewer points)", "VAE_MAX_LOGLIK_SAMPLES")
+        else:
+            check_limit(len(rows) * k, self.settings.max_loglik_samples, "points x k", "VAE_MAX_LOGLIK_SAMPLES")
+        # Coalesced only with requests of the same run: the same k and seed (the same noise), or the exact sum,
+        # which depends on neither, and neither does its cache entry.
+        importance = plan.method == IMPORTANCE
+        job = Job(engine, "loglik", {"k": k, "seed": seed} if importance else {"method": EXACT}, rows, len(rows),
+                  lambda rows, should_stop: engine.loglik(rows, k, seed, should_stop), work=len(rows) * plan.terms,
+                  values=len(rows) * plan.terms * engine.data_size,
+                  run=("loglik", k, seed) if importance else ("loglik", EXACT))
+        return engine.ref, plan, await self.results.answer(job)
+
+    def describe_models(self) -> dict:
+        """GET /models: every model in the repository, its versions, manifests, readiness and how each runs."""
+        repository = self.repository
+        return {"default_model": self.settings.default_model,
+                "models": [repository.describe(name) for name in repository.names()]}
+
+    def describe_model(self, name: str) -> dict:
+        repository = self.repository
+        if name not in repository.names():
+            raise ModelNotFound(f"model: no model {name!r}; GET /models lists them")
+        return repository.describe(name)
+
+    async def readiness(self) -> tuple[bool, dict]:
+        """Ready when at least one model serves; the report names failed models (and versions whose new files
+        failed to load while the older load serves), the device and the cache's state."""
+        repository = self.repository
+        failed = {f"{f.name}/{f.version}": f.error for versions in repository.failed.values() for f in versions.values()}
+        stale = {f"{name}/{v}": error for name, errors in repository.reload_errors.items() for v, error in errors.items()}
+        report = {"status": "ready" if repository.loaded else "no model loaded", "models": repository.references(),
+                  "failed": failed, "reload_failed": stale, "provider": repository.options.providers[0],
+                  "cache": await self.cache.status()}
+        return bool(repository.loaded), report
+
+    def _data_points(self, engine: ModelEngine, x: list | np.ndarray) -> np.ndarray:
+        rows = parse_batch(x, engine.data_shape, "x", self.settings.max_batch)
+        if engine.likelihood_type == "bernoulli":
+            check_probability_range(rows, "x")
+        return rows

@@ -1,0 +1,179 @@
+"""Request and response bodies of the HTTP API (shared/CONTRACT.md, section 2)."""
+
+import math
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
+from pydantic_core import PydanticCustomError
+
+from modelrepo.contract import REFERENCE_PATTERN
+from service.types import Method
+
+MAX_SEED = 2**53 - 1  # exact as a JSON number in every client
+MAX_TEMPERATURE = 10.0  # far beyond the prior; the digits model draws non-finite x from t = 20 in mode "sample"
+
+
+def plain_digits(value: Any) -> Any:
+    """Query strings: a whole number in plain digits. Pydantic alone would also take '1_0', ' 10', '+10', '10.0'."""
+    if isinstance(value, str) and not (value.removeprefix("-").isdigit() and value.isascii()):
+        raise PydanticCustomError("int_parsing", "Input should be a valid integer in plain digits (e.g. 10), "
+                                  "not {text}", {"text": repr(value[:40])})
+    return value
+
+
+def finite(value: Any) -> Any:
+    """NaN and infinity get a message of their own (a range check alone would call NaN 'not >= 0')."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise PydanticCustomError("finite_number", "{what} is not allowed; send a finite number",
+                                  {"what": "NaN" if math.isnan(value) else "infinity"})
+    return value
+
+
+# Strict in JSON (an int, never a bool or a string); digits only when it comes from a query string.
+WholeNumber = Annotated[int, BeforeValidator(plain_digits)]
+# The range inside the type, so that in `Seed | None` it documents the integer (minimum, maximum), not the union.
+Seed = Annotated[int, Field(ge=0, le=MAX_SEED), BeforeValidator(plain_digits)]
+MODEL_PATTERN = REFERENCE_PATTERN
+# Documented here; enforced by the data plane, whose message says what a reference looks like.
+ModelField = Field(None, json_schema_extra={"pattern": MODEL_PATTERN}, description="'name' (its highest version) or 'name:version'; "
+                   "default: the service's default model.", examples=["digits:1"])
+SeedField = Field(None, description="Seed of the random draws; the same seed gives the same "
+                  "numbers. Without one the draws are fresh and the result is not cached.")
+Batch = Field(..., description="A batch: a list of data points, each nested as the model's data_shape "
+              "(or flat, prod(data_shape) numbers).")
+# Validated by the data plane against the model's shapes (fast, one NumPy call), so pydantic takes the lists
+# as they are; the schema still tells clients what a point is.
+Points = Annotated[list[Any], WithJsonSchema({
+    "type": "array", "minItems": 1,
+    "items": {"anyOf": [{"type": "number"}, {"type": "array", "items": {"anyOf": [{"type": "number"}, {"type": "array"}]}}]},
+})]
+Latents = Annotated[list[Any], WithJsonSchema({
+    "type": "array", "minItems": 1,
+    "items": {"type": "array", "items": {"anyOf": [{"type": "number"}, {"type": "array", "items": {"type": "number"}}]}},
+})]
+METHOD_DESCRIPTION = ("How loglik was computed: importance (k samples of z from q(z|x)), or exact (categorical latents "
+                      "with at most VAE_ENUMERATION_LIMIT configurations: the sum over every z, stderr 0).")
+K_DESCRIPTION = "Importance samples drawn per point, or (method exact) the number of configurations summed."
+
+
+class Request(BaseModel):
+    """Strict: `"seed": false` or `"k": "5"` is an error, not silently a number."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+# Each request is its parameters plus its array; with an application/x-npy body the array is the body and the
+# parameters travel in the query string.
+class EncodeParams(Request):
+    model: str | None = ModelField
+    samples: WholeNumber = Field(0, ge=0, description="Draws of z ~ q(z|x) per point, returned as z [N][samples][D] "
+                                 "(one-hot [N][samples][G][C] for categorical latents).")
+    seed: Seed | None = SeedField
+
+
+class EncodeRequest(EncodeParams):
+    x: Points = Batch
+
+    model_config = ConfigDict(extra="forbid", strict=True, json_schema_extra={
+        "examples": [{"model": "digits", "x": [[0.1] * 64], "samples": 2, "seed": 7}]})
+
+
+class DecodeParams(Request):
+    model: str | None = ModelField
+    seed: Seed | None = Field(None, description="Autoregressive models: seed of the draws of x given z; the same "
+                              "seed gives the same x. Without one the draws are fresh and the result is not cached. "
+                              "Other models decode without randomness and ignore it.")
+
+
+class DecodeRequest(DecodeParams):
+    z: Latents = Field(..., description="A batch of latent points, [N][latent_dim]; [N][G][C] for categorical "
+                       "latents (one-hot, or relaxed values such as Gumbel-softmax samples; flat [N][G*C] too).")
+
+    model_config = ConfigDict(extra="forbid", strict=True, json_schema_extra={
+        "examples": [{"model": "digits-binary", "z": [[0.0] * 16]}]})
+
+
+class SampleRequest(Request):
+    model: str | None = ModelField
+    n: WholeNumber = Field(1, ge=1, description="How many draws.")
+    seed: Seed | None = SeedField
+    temperature: Annotated[float, BeforeValidator(finite)] = Field(
+        1.0, ge=0, le=MAX_TEMPERATURE, description="Scales the prior's standard deviation (a mixture of Gaussians: "
+        "each component's, the component drawn as it is); divides a categorical prior's logits (0: the most likely "
+        f"category). Finite, at most {MAX_TEMPERATURE:g} (further out the latents lie where no decoder was trained).")
+    mode: Literal["mean", "sample"] = Field("mean", description="mean: E[x given z]; sample: x ~ p(x given z). "
+                                            "Autoregressive models take sample only (E[x given z] has no closed form).")
+
+    model_config = ConfigDict(extra="forbid", strict=True, json_schema_extra={
+        "examples": [{"model": "digits", "n": 2, "seed": 0, "temperature": 1.0, "mode": "mean"}]})
+
+
+class LoglikParams(Request):
+    model: str | None = ModelField
+    k: WholeNumber = Field(1000, ge=1, description="Importance samples per data point (not used when the model's "
+                           "log p(x) is summed exactly: see method).")
+    seed: WholeNumber = Field(0, ge=0, le=MAX_SEED, description="Seed of the importance samples.")
+
+
+class LoglikRequest(LoglikParams):
+    x: Points = Batch
+
+    model_config = ConfigDict(extra="forbid", strict=True, json_schema_extra={
+        "examples": [{"model": "digits-binary", "x": [[0, 1] * 32], "k": 1000, "seed": 0}]})
+
+
+class EncodeResponse(BaseModel):
+    model: str = Field(..., examples=["digits:1"])
+    mu: list[list[float]] | None = Field(None, description="[N][latent_dim] (Gaussian latents).")
+    logvar: list[list[float]] | None = Field(None, description="[N][latent_dim] (Gaussian latents).")
+    logits: list[list[list[float]]] | None = Field(None, description="Categorical latents: the encoder's logits of "
+                                                   "q(z|x), [N][G][C], in place of mu and logvar.")
+    z: list[list[Any]] | None = Field(None, description="[N][samples][latent_dim], when samples > 0; one-hot "
+                                      "[N][samples][G][C] for categorical latents.")
+
+
+AR_PARAMETERS = " Autoregressive models: of p(x_d given z, x_<d) at the drawn x."
+
+
+class DecodeResponse(BaseModel):
+    model: str
+    x: list[Any] | None = Field(None, description="Autoregressive models: x drawn from p(x given z), position by "
+                                "position, [N, *data_shape].")
+    mean: list[Any] = Field(..., description="E[x given z], [N, *data_shape]." + AR_PARAMETERS)
+    logits: list[Any] | None = Field(None, description="Bernoulli models: [N, *data_shape]." + AR_PARAMETERS)
+    logvar: list[Any] | None = Field(None, description="Gaussian models: [N, *data_shape]." + AR_PARAMETERS)
+
+
+class SampleResponse(BaseModel):
+    model: str
+    z: list[Any] = Field(..., description="[n][latent_dim]; one-hot [n][G][C] for categorical latents.")
+    x: list[Any] = Field(..., description="[n, *data_shape]")
+    mean: list[Any] | None = Field(None, description="Autoregressive models only: the mean of p(x_d given z, x_<d) "
+                                   "at the drawn x, [n, *data_shape].")
+    logits: list[Any] | None = Field(None, description="Autoregressive Bernoulli models only: [n, *data_shape]." +
+                                     AR_PARAMETERS)
+    logvar: list[Any] | None = Field(None, description="Autoregressive Gaussian models only: [n, *data_shape]." +
+                                     AR_PARAMETERS)
+
+
+class LoglikResponse(BaseModel):
+    model: str
+    method: Method = Field(..., description=METHOD_DESCRIPTION)
+    k: int = Field(..., description=K_DESCRIPTION)
+    loglik: list[float] = Field(..., description="log p(x) in nats: [N].")
+    stderr: list[float] = Field(..., description="Delta-method standard error of loglik (0 when exact): [N].")
+    elbo: list[float] = Field(..., description="Mean of the k log-weights, or (exact) sum_z q(z|x) log(p(x, z) / "
+                              "q(z|x)): [N].")
+
+
+class LoglikPointResponse(BaseModel):
+    model: str
+    method: Method = Field(..., description=METHOD_DESCRIPTION)
+    k: int = Field(..., description=K_DESCRIPTION)
+    loglik: float
+    stderr: float
+    elbo: float
+
+
+class ErrorResponse(BaseModel):
+    detail: str = Field(..., examples=["k: 20000 is over the limit of 10000 (VAE_MAX_K)"])
