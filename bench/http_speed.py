@@ -1,7 +1,7 @@
 """CPU serving speed over HTTP: our service next to naive peers, side by side in one run (issue 10's targets).
 
-    .venv/bin/python bench/http_speed.py [--seconds 10] [--rounds 2] [--only encode,decode,...] [--no-write]
-                                         [--variant 'batching on:VAE_BATCHING=on' ...]
+    .venv/bin/python bench/http_speed.py [--seconds 10] [--rounds 3] [--only encode,decode,...] [--no-write]
+                                         [--variant 'batching on:VAE_BATCHING=on' ...] [--baseline LABEL:PATH ...]
 
 Parts (--only takes any of them; `workers` also runs `encode`, its 1-worker baseline):
   encode, decode, loglik  single point under load: `wrk -t2 -c64 --latency`, every request a fresh random
@@ -12,7 +12,8 @@ Parts (--only takes any of them; `workers` also runs `encode`, its 1-worker base
                           rows/s next to the service's own computation called in process on such batches
   cached                  /loglik k=1000 (1 point, 64 points), `wrk -t1 -c1`: computed (a fresh seed every
                           call) against answered from the cache (the same body every call)
---variant LABEL:VAR=VALUE,... adds a configuration of ours to the single-point runs (e.g. batching on).
+--variant LABEL:VAR=VALUE,... adds a configuration of ours to the single-point runs (e.g. batching on);
+--baseline LABEL:PATH another checkout of ours (an earlier commit: before and after, side by side).
 Prints the tables and writes section "http_speed" of docs/BENCHMARKS.md (unless --no-write).
 """
 
@@ -78,8 +79,10 @@ class Run:
     cache_hits: int | None  # counted by ours with one worker; None where not counted
 
 
-def single_point(parts: list[str], rounds: int, seconds: float, variants: dict[str, dict]) -> list[Run]:
-    """wrk -t2 -c64 on a fresh server per run: ours, its variants and the peer alternating, round after round."""
+def single_point(parts: list[str], rounds: int, seconds: float, variants: dict[str, dict],
+                 baselines: dict[str, Path]) -> list[Run]:
+    """wrk -t2 -c64 on a fresh server per run: ours, its variants, other checkouts of ours (baselines) and the peer
+    alternating, round after round."""
     runs = []
     for round_number in range(1, rounds + 1):
         for endpoint in [part for part in POINTS if part in parts]:
@@ -89,6 +92,8 @@ def single_point(parts: list[str], rounds: int, seconds: float, variants: dict[s
             stacks = [("ours", 1, lambda: servers.ours())]  # (server, workers, its context manager)
             stacks += [(f"ours, {label}", 1, lambda env=env, label=label: servers.ours(1, env, f"ours, {label}"))
                        for label, env in variants.items()]
+            stacks += [(f"ours, {label}", 1, lambda code=code, label=label: servers.ours(1, None, f"ours, {label}", code))
+                       for label, code in baselines.items()]
             stacks.append((peer, 1, lambda: servers.peer(endpoint)))
             if "workers" in parts and endpoint == "encode":
                 stacks += [("ours", 2, lambda: servers.ours(2)), (peer, 2, lambda: servers.peer(endpoint, 2))]
@@ -103,18 +108,24 @@ def single_point(parts: list[str], rounds: int, seconds: float, variants: dict[s
 
 
 def single_point_tables(runs: list[Run]) -> str:
-    """The summary (medians over the rounds, ratios to the peer of the same round), every run, the scaling."""
-    summary = ["| endpoint | server | req/s (median) | ours / peer, req/s, each round | p99 ms (median) "
-               "| p99 ours / peer, each round |", "|---|---|---|---|---|---|"]
+    """The summary (medians over the rounds with their spread, ratios to the peer of the same round), every run,
+    the scaling."""
+    summary = ["| endpoint | server | req/s: median (min-max) | ours / peer, req/s: median (each round) "
+               "| p99 ms: median (min-max) | p99 ours / peer: median (each round) |", "|---|---|---|---|---|---|"]
     for endpoint in dict.fromkeys(run.endpoint for run in runs):
         single = [run for run in runs if run.endpoint == endpoint and run.workers == 1]
         peer = {run.round: run.figures for run in single if run.server.startswith("peer")}
         for server in dict.fromkeys(run.server for run in single):
             mine = [run for run in single if run.server == server and run.round in peer]
-            rates = ", ".join(f"{run.figures.rate / peer[run.round].rate:.2f}x" for run in mine)
-            p99s = ", ".join(f"{run.figures.p99_ms / peer[run.round].p99_ms:.2f}" for run in mine)
-            summary.append(f"| /{endpoint} | {server} | {statistics.median(r.figures.rate for r in mine):,.0f} | "
-                           f"{rates} | {statistics.median(r.figures.p99_ms for r in mine):.2f} | {p99s} |")
+            rates = [run.figures.rate for run in mine]
+            p99s = [run.figures.p99_ms for run in mine]
+            rate_ratios = [run.figures.rate / peer[run.round].rate for run in mine]
+            p99_ratios = [run.figures.p99_ms / peer[run.round].p99_ms for run in mine]
+            summary.append(
+                f"| /{endpoint} | {server} | {statistics.median(rates):,.0f} ({min(rates):,.0f}-{max(rates):,.0f}) | "
+                f"{statistics.median(rate_ratios):.2f}x ({', '.join(f'{r:.2f}' for r in rate_ratios)}) | "
+                f"{statistics.median(p99s):.2f} ({min(p99s):.2f}-{max(p99s):.2f}) | "
+                f"{statistics.median(p99_ratios):.2f} ({', '.join(f'{r:.2f}' for r in p99_ratios)}) |")
     every = ["| endpoint | round | server | workers | req/s | p50 ms | p99 ms | non-2xx | socket errors | cache hits |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     every += [f"| /{r.endpoint} | {r.round} | {r.server} | {r.workers} | {r.figures.rate:,.0f} | "
@@ -209,6 +220,14 @@ def machine() -> str:
             f"ONNX Runtime {ort.__version__}, {' '.join(wrk)}")
 
 
+def parse_baseline(text: str) -> tuple[str, Path]:
+    label, _, folder = text.rpartition(":")
+    if not label or not (Path(folder) / "service" / "__main__.py").is_file():
+        raise argparse.ArgumentTypeError(f"--baseline {text!r}: write LABEL:PATH, PATH a checkout of this project "
+                                         "(e.g. `git worktree add /tmp/before HEAD~1`)")
+    return label, Path(folder).resolve()
+
+
 def parse_variant(text: str) -> tuple[str, dict[str, str]]:
     label, _, assignments = text.partition(":")
     env = dict(item.split("=", 1) for item in assignments.split(",") if "=" in item)
@@ -220,10 +239,13 @@ def parse_variant(text: str) -> tuple[str, dict[str, str]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=10.0, help="measured seconds of each run (default 10)")
-    parser.add_argument("--rounds", type=int, default=2, help="alternations of ours and the peer (default 2)")
+    parser.add_argument("--rounds", type=int, default=3, help="alternations of ours and the peer (default 3)")
     parser.add_argument("--only", default=",".join(PARTS), help=f"comma-separated parts (default: {','.join(PARTS)})")
     parser.add_argument("--variant", type=parse_variant, action="append", default=[], metavar="LABEL:VAE_X=V,...",
                         help="another configuration of ours in the single-point runs; repeatable")
+    parser.add_argument("--baseline", type=parse_baseline, action="append", default=[], metavar="LABEL:PATH",
+                        help="another checkout of ours (an earlier commit) in the single-point runs, side by side; "
+                             "repeatable")
     parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)),
                         help="threads calling the computation in process (default: the cores)")
     parser.add_argument("--no-write", action="store_true", help="print the tables, leave docs/BENCHMARKS.md alone")
@@ -249,11 +271,11 @@ def main() -> None:
             f"Model `{MODEL}` ({DATA_SIZE} values, latent dim {MANIFEST.latent_dim}). Every request carries fresh "
             f"data; the cache-hit column is our own counter. Each run measures {args.seconds:g} s after a "
             f"{WARM_UP_S:g} s warm-up, on a server started for it."]
-    if args.seconds < 10 or args.rounds < 2:
+    if args.seconds < 10 or args.rounds < 3:
         text.append("**A short run, for checking the harness: not figures to quote.**")
     single = [part for part in parts if part in POINTS]
     if single:
-        runs = single_point(parts, args.rounds, args.seconds, dict(args.variant))
+        runs = single_point(parts, args.rounds, args.seconds, dict(args.variant), dict(args.baseline))
         text.append(f"### Single point under load: `wrk -t2 -c64 --latency`, {args.rounds} round(s), one worker "
                     "each unless said\n\n" + single_point_tables(runs))
     if "batch" in parts:

@@ -1,8 +1,8 @@
 """Where a request's CPU time goes: our server (or the naive peer) under py-spy while wrk drives the
 single-point load of bench/http_speed.py, each frame given as ms of CPU per request served.
 
-    .venv/bin/python bench/request_profile.py [--endpoint encode] [--seconds 10] [--peer] [--idle] [--output /tmp]
-                                      [--top 25] [-- more py-spy record options, e.g. --native --nonblocking]
+    .venv/bin/python bench/request_profile.py [--endpoint encode] [--seconds 10] [--peer] [--code PATH] [--idle]
+                                      [--output /tmp] [--top 25] [-- more py-spy record options, e.g. --nonblocking]
 
 Starts the server (one worker, in-process cache), warms it up, attaches `py-spy record --pid` at --rate Hz,
 drives `wrk -t2 -c64` for --seconds, stops py-spy and prints: the server's CPU per request from /proc (every
@@ -69,6 +69,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0, help="seconds of load while sampling (default 10)")
     parser.add_argument("--rate", type=int, default=100, help="py-spy samples per second (default 100)")
     parser.add_argument("--peer", action="store_true", help="profile the endpoint's naive peer instead of ours")
+    parser.add_argument("--code", type=Path, default=servers.ROOT, help="serve ours from this checkout of the "
+                        "project (an earlier commit, for before and after; default: this one)")
     parser.add_argument("--idle", action="store_true", help="count idle threads too (wall time, not CPU)")
     parser.add_argument("--output", type=Path, default=Path("/tmp"), help="folder of the raw profile (default /tmp)")
     parser.add_argument("--top", type=int, default=25, help="frames listed (default 25)")
@@ -83,7 +85,7 @@ def main() -> None:
     raw = args.output / f"profile-{'peer' if args.peer else 'ours'}-{args.endpoint}.txt"
     script = point_script(*POINTS[args.endpoint][:3], *POINTS[args.endpoint][3])
     path = f"/{args.endpoint}"
-    with servers.peer(args.endpoint) if args.peer else servers.ours() as server:
+    with servers.peer(args.endpoint) if args.peer else servers.ours(code=args.code.resolve()) as server:
         run_wrk(server.url + path, script, WARM_UP_S, 64, 2)
         servers.wait_until_idle(server)
         command = [py_spy, "record", "--pid", str(server.process.pid), "--rate", str(args.rate), "--format", "raw",

@@ -57,11 +57,12 @@ def _die_with_parent() -> None:
         ctypes.CDLL(None).prctl(1, int(signal.SIGTERM))  # PR_SET_PDEATHSIG
 
 
-def start(label: str, command: list[str], env: dict[str, str], port: int, ready_path: str) -> Server:
-    """Run `command` from the repository root, and return once GET ready_path answers 200."""
+def start(label: str, command: list[str], env: dict[str, str], port: int, ready_path: str,
+          cwd: Path = ROOT) -> Server:
+    """Run `command` from the repository root (or `cwd`), and return once GET ready_path answers 200."""
     log = Path(tempfile.mkstemp(prefix="bench-server-", suffix=".log")[1])
     with log.open("wb") as sink:
-        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=sink, stderr=subprocess.STDOUT,
+        process = subprocess.Popen(command, cwd=cwd, env=env, stdout=sink, stderr=subprocess.STDOUT,
                                    preexec_fn=_die_with_parent)
     server = Server(label, command, process, port, log)
     _running.add(server)
@@ -110,21 +111,22 @@ def exit_cleanly_on_sigterm() -> None:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
 
-def our_environment(port: int, workers: int, overrides: dict[str, str]) -> dict[str, str]:
+def our_environment(port: int, workers: int, overrides: dict[str, str], code: Path = ROOT) -> dict[str, str]:
     """The caller's environment with the in-process cache (no VAE_REDIS_URL), the shipped models, quiet logs."""
     env = {name: value for name, value in os.environ.items() if name != "VAE_REDIS_URL"}
     env.update(VAE_HOST="127.0.0.1", VAE_PORT=str(port), VAE_WORKERS=str(workers), VAE_LOG_LEVEL="warning",
-               VAE_MODEL_REPOSITORY=str(ROOT / "models"), PYTHONPATH=str(ROOT))
+               VAE_MODEL_REPOSITORY=str(ROOT / "models"), PYTHONPATH=str(code))
     env.update(overrides)
     return env
 
 
 @contextmanager
-def ours(workers: int = 1, overrides: dict[str, str] | None = None, label: str = "ours"):
-    """`python -m service` with VAE_WORKERS=workers, plus any VAE_* overrides (a variant of ours)."""
+def ours(workers: int = 1, overrides: dict[str, str] | None = None, label: str = "ours", code: Path = ROOT):
+    """`python -m service` with VAE_WORKERS=workers, plus any VAE_* overrides (a variant of ours); `code`: another
+    checkout of the project to serve instead of this one (an earlier commit, side by side), the same models."""
     port = free_port()
-    server = start(label, [sys.executable, "-m", "service"], our_environment(port, workers, overrides or {}), port,
-                   "/health/ready")
+    server = start(label, [sys.executable, "-m", "service"], our_environment(port, workers, overrides or {}, code),
+                   port, "/health/ready", cwd=code)
     try:
         yield server
     finally:

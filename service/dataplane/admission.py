@@ -4,9 +4,6 @@ Work is counted in rows through a model (points encoded or decoded, draws, point
 not in requests: one /loglik with k = 10000 weighs what ten thousand single-point /encode calls do.
 """
 
-import contextlib
-from collections.abc import Iterator
-
 from service.errors import Overloaded
 
 
@@ -16,9 +13,8 @@ class AdmissionControl:
         self.in_flight = 0  # only touched on the event loop: no lock needed
         self.requests = 0
 
-    @contextlib.contextmanager
-    def admit(self, work: int) -> Iterator[None]:
-        """Hold `work` units for the block, or raise Overloaded. A request larger than the whole bound is
+    def acquire(self, work: int) -> None:
+        """Hold `work` units until release(work), or raise Overloaded. A request larger than the whole bound is
         admitted only when nothing else runs (the per-request limits already cap it)."""
         if self.in_flight and self.in_flight + work > self.max_work:
             raise Overloaded(f"the service is at capacity ({self.in_flight} of {self.max_work} work units in "
@@ -26,8 +22,7 @@ class AdmissionControl:
                              f"{self.retry_after_s} s", retry_after_s=self.retry_after_s)
         self.in_flight += work
         self.requests += 1
-        try:
-            yield
-        finally:
-            self.in_flight -= work
-            self.requests -= 1
+
+    def release(self, work: int) -> None:
+        self.in_flight -= work
+        self.requests -= 1

@@ -49,11 +49,14 @@ class Executor:
         return self.inline_values
 
     async def run(self, job: Job) -> Result:
-        with self.admission.admit(job.work):
+        self.admission.acquire(job.work)  # the work is held (not admitted: 429) until the answer is there
+        try:
             if job.run is not None and job.values <= self.coalesce_up_to(job.engine.device):
                 return await self.batcher.submit((job.engine, job.run), job.operation, job.rows,
                                                  lambda rows: job.compute(rows, None), job.values // job.points)
             return await self._alone(job, budget())
+        finally:
+            self.admission.release(job.work)
 
     async def _alone(self, job: Job, current: WorkBudget) -> Result:
         if current.should_stop():

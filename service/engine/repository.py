@@ -60,6 +60,7 @@ class ModelRepository:
         self.failed: dict[str, dict[str, FailedModel]] = {}
         for failure in (failed or {}).values():
             self.failed.setdefault(failure.name, {})[failure.version] = failure
+        self._resolved: dict[tuple[str | None, str], ModelEngine] = {}  # (reference, default) -> engine
         # name -> version -> why the latest files of a serving version did not load (the older load serves)
         self.reload_errors: dict[str, dict[int, str]] = {}
         for (name, version), error in (reload_errors or {}).items():
@@ -144,7 +145,14 @@ class ModelRepository:
         return text
 
     def resolve(self, reference: str | None, default: str) -> ModelEngine:
-        """"name" (its highest loaded version) or "name:version"; None means the default model."""
+        """"name" (its highest loaded version) or "name:version"; None means the default model. Each reference
+        that resolved is remembered (the snapshot never changes, and there are two per loaded version)."""
+        engine = self._resolved.get((reference, default))
+        if engine is None:
+            engine = self._resolved[(reference, default)] = self._resolve(reference, default)
+        return engine
+
+    def _resolve(self, reference: str | None, default: str) -> ModelEngine:
         reference = default if reference is None else reference
         if re.fullmatch(REFERENCE_PATTERN, reference) is None:
             raise InvalidInput(f"model: {reference!r} is not 'name' or 'name:version' (e.g. 'digits:1')")
