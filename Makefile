@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 SERVE_STAMP := $(VENV)/.installed-serve
 DEV_STAMP := $(VENV)/.installed-dev
 
-.PHONY: install install-serve serve test models mnist-model openapi bench clean
+.PHONY: install install-serve serve test models mnist-model openapi docs bench clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -51,6 +51,10 @@ mnist-model: $(DEV_STAMP)
 # Regenerate openapi/openapi.json from the app.
 openapi: $(SERVE_STAMP)
 	$(PY) -m service.openapi
+
+# Regenerate docs/CONFIGURATION.md from the settings class (service/settings.py); a test fails when they drift.
+docs: $(SERVE_STAMP)
+	$(PY) -m service.settings
 
 bench: $(DEV_STAMP)
 	$(PY) bench/serving.py
