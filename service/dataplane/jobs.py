@@ -12,7 +12,7 @@ from service.types import Result
 Compute = Callable[[np.ndarray | None, ShouldStop | None], Result]  # (rows, should_stop) -> arrays by name
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Job:
     engine: ModelEngine  # the version that computes it, as resolved when the request arrived
     operation: str  # "encode", "decode", "sample", "loglik": metrics and cache keys

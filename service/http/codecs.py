@@ -23,7 +23,7 @@ from service.http.payloads import NPY, NPZ, read_npy, write_npz
 from service.http.replies import JSON, Reply
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Call:
     """What a data route reads of a request: taken from the raw ASGI scope by the front (http.front), or from a
     Starlette Request when the routes are mounted in a FastAPI app alone (http.direct)."""

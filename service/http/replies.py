@@ -25,7 +25,7 @@ def error_body(detail: str) -> bytes:
     return orjson.dumps({"detail": detail})
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Reply:
     """A whole response, sent as two ASGI messages (fresh each time, so one Reply may be sent many times), or
     wrapped in a Starlette Response."""
