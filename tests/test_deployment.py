@@ -230,12 +230,13 @@ def test_image_pins_are_exact_and_allowed_by_pyproject():
 
 def test_uvicorn_is_the_release_the_connection_guard_is_written_against():
     """service/http/server.py subclasses uvicorn's httptools protocol and reads its internals: one release only."""
-    from service.http.server import GUARDED_UVICORN
+    from service.http.server import GUARDED_HTTPTOOLS, GUARDED_UVICORN
 
     pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
-    (uvicorn,) = [Requirement(r) for r in pyproject["project"]["dependencies"] if r.startswith("uvicorn")]
-    assert str(uvicorn.specifier) == f"=={GUARDED_UVICORN}"
-    assert importlib.metadata.version("uvicorn") == GUARDED_UVICORN
+    requirements = {r.name: r for r in map(Requirement, pyproject["project"]["dependencies"])}
+    for name, release in (("uvicorn", GUARDED_UVICORN), ("httptools", GUARDED_HTTPTOOLS)):
+        assert str(requirements[name].specifier) == f"=={release}"
+        assert importlib.metadata.version(name) == release
 
 
 def test_dockerfile_settings_ports_and_health_check_agree():

@@ -26,6 +26,7 @@ from service.http.replies import error_body
 from service.settings import Settings
 
 GUARDED_UVICORN = "0.55.0"  # the uvicorn release this guard is written against (pinned in pyproject.toml)
+GUARDED_HTTPTOOLS = "0.9.0"  # and the parser's
 LINGER_S = 2.0  # how long a refused connection's late bytes are read and dropped before it is closed
 
 
