@@ -52,9 +52,9 @@ mnist-model: $(DEV_STAMP)
 openapi: $(SERVE_STAMP)
 	$(PY) -m service.openapi
 
-# Regenerate docs/CONFIGURATION.md from the settings class (service/settings.py); a test fails when they drift.
+# Regenerate docs/CONFIGURATION.md from the settings class (service/settings.py, by service/configuration.py); a test fails when they drift.
 docs: $(SERVE_STAMP)
-	$(PY) -m service.settings
+	$(PY) -m service.configuration
 
 bench: $(DEV_STAMP)
 	$(PY) bench/serving.py

@@ -1,6 +1,7 @@
 """The ASGI app (`service.app:app`): the three tiers wired together. At start-up (the lifespan): the settings,
 the model repository (engine tier), the cache and the data plane, the reloader; then the HTTP front serves."""
 
+import asyncio
 import gc
 import logging
 from contextlib import asynccontextmanager
@@ -39,27 +40,26 @@ def create_app(settings: Settings | None = None) -> ServiceApp:
     async def lifespan(app: FastAPI):
         current = app.state.settings = settings or Settings()
         providers = providers_for(current.device)
-        repository = await to_thread.run_sync(ModelRepository.load, current.model_repository,
-                                              EngineOptions.from_settings(current, providers))
         cache = _cache(current)
-        dataplane = app.state.dataplane = DataPlane(repository, cache, current, metrics)
+        # The data plane holds the repository's snapshot alone (no name here keeps it past a reload's swap)
+        dataplane = app.state.dataplane = DataPlane(
+            await to_thread.run_sync(ModelRepository.load, current.model_repository,
+                                     EngineOptions.from_settings(current, providers)), cache, current, metrics)
         metrics.watch(lambda: dataplane.executor.admission.in_flight,
                       lambda: dataplane.executor.compute_slots.statistics().tasks_waiting)
-        reloader = app.state.reloader = RepositoryReloader(dataplane, current.reload_interval_s)
+        freeze = CollectorFreeze(current.request_timeout_s)
+        reloader = app.state.reloader = RepositoryReloader(dataplane, current.reload_interval_s, freeze.after_reload)
         reloader.start()
         front.start(current)
-        # Everything loaded so far lives as long as the process: out of the collector's reach, a full collection
-        # no longer walks it (about 100,000 objects, 60 ms on this project's 2-core machine: a stall that every
-        # request in flight would wait out).
-        gc.freeze()
-        log.info("serving %s from %s on %s, cache: %s", ", ".join(repository.references()) or "no model",
+        freeze.start()
+        log.info("serving %s from %s on %s, cache: %s", ", ".join(dataplane.repository.references()) or "no model",
                  current.model_repository, providers[0], cache.backend)
         try:
             yield
         finally:
             await reloader.stop()
             await cache.close()
-            gc.unfreeze()  # in-process apps (tests) hand their objects back to the collector
+            freeze.stop()
 
     # FastAPIOffline: FastAPI with /docs and /redoc on assets served from the installed package, not a CDN.
     api = FastAPIOffline(title="vae-serve", version="1.0.0", description=DESCRIPTION, lifespan=lifespan,
@@ -73,6 +73,38 @@ def create_app(settings: Settings | None = None) -> ServiceApp:
     api.openapi = lambda: api.openapi_schema or describe_bearer_keys(FastAPI.openapi(api))
     front = ServiceApp(api, [latents.router, sample.router, loglik.router], metrics)
     return front
+
+
+class CollectorFreeze:
+    """What start-up loaded (the models, the framework: about 100,000 objects) moved out of the garbage
+    collector's reach, so that a full collection no longer walks it: 60 ms on this project's 2-core machine, a
+    stall every request in flight waited out (p99 of /encode 79 -> 17 ms, docs/BENCHMARKS.md). A reload swaps
+    versions out: their objects go back to the collector, and once every request that could still hold them
+    has passed its deadline, what is left is collected and frozen again."""
+
+    def __init__(self, settle_s: float):
+        self.settle_s = settle_s  # the longest a request may hold the version it resolved (VAE_REQUEST_TIMEOUT_S)
+        self._refreeze: asyncio.TimerHandle | None = None
+
+    def start(self) -> None:
+        gc.freeze()
+
+    def after_reload(self) -> None:
+        gc.unfreeze()
+        if self._refreeze is not None:
+            self._refreeze.cancel()
+        self._refreeze = asyncio.get_running_loop().call_later(self.settle_s + 1.0, self._collect_and_freeze)
+
+    def stop(self) -> None:
+        """Everything back to the collector (apps in one process, as in tests, each hand theirs back)."""
+        if self._refreeze is not None:
+            self._refreeze.cancel()
+        gc.unfreeze()
+
+    def _collect_and_freeze(self) -> None:
+        self._refreeze = None
+        gc.collect()
+        gc.freeze()
 
 
 def _cache(settings: Settings) -> Cache:

@@ -8,6 +8,9 @@ service.http.limits; API keys 401, Host 400: service.http.security; slow, long o
 """
 
 
+RETRY_AFTER_S = 1  # what a 429 asks a client to wait (Retry-After), whichever bound it met
+
+
 class ServiceError(Exception):
     """An error with its HTTP status (500 unless a subclass says otherwise) and a detail that says how to fix it."""
 
@@ -85,7 +88,7 @@ class Overloaded(ServiceError):
 
     status_code = 429
 
-    def __init__(self, detail: str, retry_after_s: int = 1):
+    def __init__(self, detail: str, retry_after_s: int = RETRY_AFTER_S):
         super().__init__(detail)
         self.headers = {"Retry-After": str(retry_after_s)}
 

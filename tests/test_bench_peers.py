@@ -50,8 +50,8 @@ def test_loglik_peer_answers_what_the_service_computes_for_the_same_seed(tmp_pat
     body = {"model": "linear", "x": x.tolist(), "k": 200, "seed": 5}
     answer = client.post("/loglik", content=orjson.dumps(body)).json()
     settings = Settings(model_repository=tmp_path)
-    runtime = in_process.load_engine(folder, settings, loglik_graph="separate")  # float64 on the host
-    ours = in_process.loglik(runtime, x, 200, 5)
+    engine = in_process.load_engine(folder, settings, loglik_graph="separate")  # float64 on the host
+    ours = in_process.loglik(engine, x, 200, 5)
     assert ours["stderr"].min() > 1e-3  # the case is not the trivial one above
     np.testing.assert_allclose(answer["loglik"], ours["loglik"], atol=1e-4)
     np.testing.assert_allclose(answer["stderr"], ours["stderr"], rtol=1e-3)

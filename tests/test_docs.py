@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from service.settings import CONFIGURATION_PAGE, Settings, configuration_page, settings_table
+from service.configuration import CONFIGURATION_PAGE, configuration_page, settings_table
+from service.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -24,7 +25,7 @@ def page_id(page: Path) -> str:
 
 
 def test_the_configuration_page_is_what_the_settings_class_renders():
-    assert CONFIGURATION_PAGE.read_text() == configuration_page(), "run `make docs` (python -m service.settings)"
+    assert CONFIGURATION_PAGE.read_text() == configuration_page(), "run `make docs` (python -m service.configuration)"
     table = settings_table()
     for name in SETTING_NAMES:
         assert f"| `{name}` |" in table

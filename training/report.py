@@ -4,7 +4,7 @@ import re
 from pathlib import Path
 
 from modelrepo import Manifest, ManifestError, load_manifest
-from modelrepo.contract import CATEGORICAL_LATENT, MIXTURE_OF_GAUSSIANS
+from modelrepo.contract import CATEGORICAL_LATENT, EXACT, MIXTURE_OF_GAUSSIANS
 from modelrepo.files import write_atomic
 from training.presets import PRESETS
 
@@ -46,14 +46,14 @@ def results_markdown(repository: Path) -> str:
         preset = PRESETS.get(name)
         target = f">= {preset.target_loglik:g}" if preset and preset.target_loglik is not None else ""
         loglik = metrics["test_loglik"]
-        exact = " (exact)" if metrics.get("method") == "exact" else ""
+        exact = " (exact)" if metrics.get("method") == EXACT else ""
         lines.append(
-            f"| {name}:{manifest.version} | {manifest.likelihood.type} | {latent_description(manifest)} "
+            f"| {manifest.reference} | {manifest.likelihood.type} | {latent_description(manifest)} "
             f"| **{loglik:.2f}**{exact} | {metrics['test_loglik_is_stderr']:.3f} | {metrics['test_elbo']:.2f} "
             f"| {metrics['active_units']} / {manifest.latent_dim} | {target} |"
         )
         if (getattr(manifest, "dataset", None) or {}).get("source") == "mnist-binary":
-            literature += [f"| {name}:{manifest.version} (ours) | **{loglik:.2f}** | |"]
+            literature += [f"| {manifest.reference} (ours) | **{loglik:.2f}** | |"]
             literature += [f"| {what} | {value:.2f} | {loglik - value:+.2f} |" for what, value in MNIST_LITERATURE]
         for baseline in getattr(manifest, "baselines", None) or []:
             comparisons.append(

@@ -4,14 +4,13 @@ Work is counted in rows through a model (points encoded or decoded, draws, point
 not in requests: one /loglik with k = 10000 weighs what ten thousand single-point /encode calls do.
 """
 
-from service.errors import Overloaded
+from service.errors import RETRY_AFTER_S, Overloaded
 
 
 class AdmissionControl:
-    def __init__(self, max_work: int, retry_after_s: int = 1):
+    def __init__(self, max_work: int, retry_after_s: int = RETRY_AFTER_S):
         self.max_work, self.retry_after_s = max_work, retry_after_s
         self.in_flight = 0  # only touched on the event loop: no lock needed
-        self.requests = 0
 
     def acquire(self, work: int) -> None:
         """Hold `work` units until release(work), or raise Overloaded. A request larger than the whole bound is
@@ -21,8 +20,6 @@ class AdmissionControl:
                              f"flight, this request needs {work}; VAE_MAX_INFLIGHT_WORK); retry after "
                              f"{self.retry_after_s} s", retry_after_s=self.retry_after_s)
         self.in_flight += work
-        self.requests += 1
 
     def release(self, work: int) -> None:
         self.in_flight -= work
-        self.requests -= 1

@@ -32,9 +32,10 @@ class CancelFlag:
 
 
 class WorkBudget:
-    def __init__(self, timeout_s: float, receive: Receive | None = None):
+    def __init__(self, timeout_s: float, receive: Receive | None = None, start: float | None = None):
+        """start: when the request arrived (time.monotonic()); default now."""
         self.timeout_s = timeout_s
-        self.deadline = time.monotonic() + timeout_s
+        self.deadline = (time.monotonic() if start is None else start) + timeout_s
         self.cancelled = CancelFlag()  # set when the client has gone, or the server stops waiting
         self._receive = receive
 

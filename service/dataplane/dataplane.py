@@ -39,13 +39,16 @@ class DataPlane:
         check_limit(samples, self.settings.max_encode_samples, "samples", "VAE_MAX_ENCODE_SAMPLES")
         check_limit(len(rows) * samples, self.settings.max_encode_total_samples, "points x samples",
                     "VAE_MAX_ENCODE_TOTAL_SAMPLES")
-        # Requests drawing the same noise (no draws, or the same seed and count) may share a run: the noise is
-        # the seed's, shared by every point. Fresh draws run alone, so no two clients share their noise.
-        shareable = samples == 0 or seed is not None
+        # The encoder alone (no draws) is the same run for every request; draws share a run only when they draw
+        # the same noise (the seed's, shared by every point): fresh draws run alone, no two clients share noise.
+        if samples == 0:
+            run = ("encoder",)
+        else:
+            run = ("encoder", samples, seed) if seed is not None else None
         job = Job(engine, "encode", {"samples": samples, "seed": seed if samples else None}, rows, len(rows),
                   lambda rows, _: engine.encode(rows, samples, seed), work=len(rows) * (1 + samples),
-                  values=len(rows) * (engine.data_size + samples * engine.latent_size), cacheable=shareable,
-                  run=("encode", samples, seed) if shareable else None)
+                  values=len(rows) * (engine.data_size + samples * engine.latent_size),
+                  cacheable=samples == 0 or seed is not None, run=run)
         return engine.ref, await self.results.answer(job)
 
     async def decode(self, reference: str | None, z: list | np.ndarray, seed: int | None = None) -> tuple[str, Result]:
@@ -61,7 +64,7 @@ class DataPlane:
                       values=n * size * (size + 1), cacheable=seed is not None)
         else:
             job = Job(engine, "decode", {}, rows, n, lambda rows, _: engine.decode(rows), work=n, values=n * size,
-                      run=("decode",))
+                      run=("decoder",))
         return engine.ref, await self.results.answer(job)
 
     async def sample(self, reference: str | None, n: int, seed: int | None, temperature: float,

@@ -10,8 +10,6 @@ requests for the same run (dataplane.batching), or alone in a worker thread with
 """
 
 import math
-from collections.abc import Callable
-from typing import TypeVar
 
 from anyio import CapacityLimiter, fail_after, get_cancelled_exc_class, to_thread
 
@@ -22,9 +20,7 @@ from service.dataplane.budget import WorkBudget, budget
 from service.dataplane.jobs import Job
 from service.metrics import Metrics
 from service.settings import Settings
-from service.types import Result
-
-T = TypeVar("T")
+from service.types import CUDA_DEVICE, Result
 
 
 class Executor:
@@ -44,7 +40,7 @@ class Executor:
         run inline, whose per-call costs one run amortises (larger ones run alone, each within its deadline)."""
         if self.batching == "off":
             return -1
-        if self.batching == "on" or device == "cuda":
+        if self.batching == "on" or device == CUDA_DEVICE:
             return math.inf
         return self.inline_values
 
@@ -52,28 +48,27 @@ class Executor:
         self.admission.acquire(job.work)  # the work is held (not admitted: 429) until the answer is there
         try:
             if job.run is not None and job.values <= self.coalesce_up_to(job.engine.device):
-                return await self.batcher.submit((job.engine, job.run), job.operation, job.rows,
+                return await self.batcher.submit((job.engine, job.run), job.run[0], job.rows,
                                                  lambda rows: job.compute(rows, None), job.values // job.points)
             return await self._alone(job, budget())
         finally:
             self.admission.release(job.work)
 
     async def _alone(self, job: Job, current: WorkBudget) -> Result:
-        if current.should_stop():
-            raise current.stop_error()
+        def run() -> Result:  # a request past its deadline or abandoned (while it waited for a slot) never starts
+            if current.should_stop():
+                raise current.stop_error()
+            try:
+                return job.compute(job.rows, current.should_stop)
+            except WorkStopped:  # stopped between two slices: the request's own reason (deadline or disconnect)
+                raise current.stop_error() from None
+
         if job.values <= self.inline_values:
-            return _stopping(lambda: job.compute(job.rows, current.should_stop), current)
-
-        def run() -> Result:
-            if current.should_stop():  # waited for a slot past its deadline, or abandoned: never starts
-                raise WorkStopped
-            return job.compute(job.rows, current.should_stop)
-
+            return run()
         async with current.watching_disconnect():
             try:
                 with fail_after(max(0.0, current.remaining())):
-                    return await to_thread.run_sync(lambda: _stopping(run, current), limiter=self.compute_slots,
-                                                    abandon_on_cancel=True)
+                    return await to_thread.run_sync(run, limiter=self.compute_slots, abandon_on_cancel=True)
             except TimeoutError:
                 deadline = current.stop_error()  # the deadline's answer, before the flag below would say "cancelled"
                 current.cancelled.set()  # the abandoned thread stops at its next slice
@@ -81,11 +76,3 @@ class Executor:
             except get_cancelled_exc_class():
                 current.cancelled.set()
                 raise
-
-
-def _stopping(function: Callable[[], T], current: WorkBudget) -> T:
-    """function(), its WorkStopped turned into the request's own reason (deadline or disconnect)."""
-    try:
-        return function()
-    except WorkStopped:
-        raise current.stop_error() from None

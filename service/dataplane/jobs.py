@@ -23,4 +23,6 @@ class Job:
     work: int  # rows through a model (points encoded or decoded, draws, points x k): admission units
     values: int  # values touched: what decides inline or in a thread, and whether it may be coalesced
     cacheable: bool = True  # False for fresh draws (no seed): each answer is new
-    run: Hashable | None = None  # requests with equal runs may share one model run over their rows; None: alone
+    # Requests with equal runs may share one model run over their rows; None: alone. Its first item names the run
+    # in the metrics (vae_coalesced_requests: "encoder", "decoder", "loglik").
+    run: tuple[Hashable, ...] | None = None

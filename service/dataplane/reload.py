@@ -11,6 +11,7 @@ tried again only when its files change again (a half-copied model is picked up o
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 
 import anyio
 from anyio import to_thread
@@ -23,8 +24,9 @@ log = logging.getLogger(__name__)
 
 
 class RepositoryReloader:
-    def __init__(self, dataplane: DataPlane, interval_s: float):
-        self.dataplane, self.interval_s = dataplane, interval_s
+    def __init__(self, dataplane: DataPlane, interval_s: float, on_swap: Callable[[], None] | None = None):
+        """on_swap: called after a reload that changed what is served (the old versions are on their way out)."""
+        self.dataplane, self.interval_s, self.on_swap = dataplane, interval_s, on_swap
         self._lock = anyio.Lock()  # one reload at a time: the poller's and POST /admin/reload's
         self._task: asyncio.Task | None = None
 
@@ -34,6 +36,8 @@ class RepositoryReloader:
             following, report = await to_thread.run_sync(self.dataplane.repository.reloaded)
             self.dataplane.repository = following  # the swap: one assignment, seen by every later request
         if report.anything_changed:
+            if self.on_swap is not None:
+                self.on_swap()
             log.info("models reloaded: added %s, changed %s, removed %s, failed %s", report.added, report.changed,
                      report.removed, sorted(report.failed))
         return report

@@ -18,7 +18,12 @@ from modelrepo.contract import CATEGORICAL_LATENT
 from modelrepo.likelihood import Likelihood, Prior
 from service.engine.fusion import build_scoring_model
 from service.engine.options import EngineOptions
-from service.engine.scorers import CategoricalScorer, FusedScorer, Scorer, SeparateScorer
+from service.engine.scorers import (
+    CategoricalScorer,
+    FusedScorer,
+    Scorer,
+    SeparateScorer,
+)
 from service.engine.sessions import ModelSessions, session_options
 
 log = logging.getLogger(__name__)
@@ -34,7 +39,10 @@ def choose_scorer(manifest: Manifest, encoder: bytes, decoder: bytes, sessions: 
                   likelihood: Likelihood, options: EngineOptions) -> ScorerChoice:
     if options.kernel_tier == "off":
         return ScorerChoice(_onnx_scorer(manifest, encoder, decoder, sessions, prior, likelihood, options), None)
-    from service.engine.kernels.tier import TierUnavailable, build_kernel_scorer  # torch and triton past here only
+    from service.engine.kernels.tier import (  # torch and triton past here only
+        TierUnavailable,
+        build_kernel_scorer,
+    )
 
     reference = SeparateScorer(sessions, prior, likelihood, options.work_elements)  # float32 graphs, float64 math
     try:
@@ -53,7 +61,8 @@ def _onnx_scorer(manifest: Manifest, encoder: bytes, decoder: bytes, sessions: M
                  likelihood: Likelihood, options: EngineOptions) -> Scorer:
     """The ONNX Runtime scorer the options ask for; the separate one, saying why, when the fused graph cannot serve."""
     if manifest.latent.type == CATEGORICAL_LATENT:
-        return CategoricalScorer(sessions, prior, likelihood, options.work_elements, options.enumeration_limit)
+        return CategoricalScorer(sessions, prior, likelihood, options.work_elements, manifest.latent.configurations,
+                                 options.enumeration_limit)
     if sessions.autoregressive:
         return SeparateScorer(sessions, prior, likelihood, options.work_elements, "autoregressive decoder, one "
                               "teacher-forced pass per slice; the fused graph serves decoders of z alone")

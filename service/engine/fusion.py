@@ -26,7 +26,7 @@ from modelrepo.contract import (
     GAUSSIAN_LATENT,
     STANDARD_NORMAL,
 )
-from modelrepo.likelihood import MixtureOfGaussians, prior_for
+from modelrepo.likelihood import LOG_2PI, MixtureOfGaussians, prior_for
 
 MIN_OPSET = 13  # Unsqueeze and ReduceSum take axes as an input from here on
 DATA_INPUT, NOISE_INPUT = "x", "eps"
@@ -46,7 +46,9 @@ def build_scoring_model(manifest: Manifest, encoder: onnx.ModelProto, decoder: o
     opset = max(MIN_OPSET, _default_opset(encoder), _default_opset(decoder))
     encoder, decoder = (_at_opset(m, opset) for m in (encoder, decoder))
     if precision == "fp16":
-        from onnxruntime.transformers.float16 import convert_float_to_float16  # ships with onnxruntime
+        from onnxruntime.transformers.float16 import (
+            convert_float_to_float16,  # ships with onnxruntime
+        )
 
         decoder = convert_float_to_float16(decoder, keep_io_types=True, disable_shape_infer=True)
     encoder, decoder = add_prefix(encoder, "encoder/"), add_prefix(decoder, "decoder/")
@@ -80,7 +82,7 @@ def build_scoring_model(manifest: Manifest, encoder: onnx.ModelProto, decoder: o
         scaled = nodes.add("Mul", [nodes.add("Mul", [residual, residual]), nodes.add("Exp", [nodes.add("Neg", [logvar])])])
         # log p(x|z) = -0.5 * (D log 2pi + sum_d logvar_d + (x_d - mean_d)^2 exp(-logvar_d))
         total = nodes.reduce("ReduceSum", nodes.add("Add", [logvar, scaled]), axis=2)  # (N, K)
-        log_px_z = nodes.add("Mul", [nodes.add("Add", [total, nodes.const(data_dim * math.log(2 * math.pi))]),
+        log_px_z = nodes.add("Mul", [nodes.add("Add", [total, nodes.const(data_dim * LOG_2PI)]),
                                      nodes.const(-0.5)])
     # log p(z) - log q(z|x) = -0.5 sum z^2 + 0.5 sum logvar + 0.5 sum eps^2: the 2 pi terms cancel
     half_logvar = nodes.reduce("ReduceSum", encoded_logvar, axis=1, keepdims=1)  # (N, 1), times 2

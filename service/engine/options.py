@@ -3,6 +3,7 @@
 from dataclasses import dataclass
 
 from service.settings import Settings
+from service.types import CUDA_DEVICE
 
 _DEFAULTS = Settings.model_fields
 
@@ -31,4 +32,4 @@ class EngineOptions:
 
     def slice_width(self, device: str) -> int:
         """Values alive at once in one /loglik run (modelrepo.likelihood.slicing): larger runs pay off on CUDA."""
-        return self.cuda_work_elements if device == "cuda" else self.work_elements
+        return self.cuda_work_elements if device == CUDA_DEVICE else self.work_elements

@@ -16,7 +16,12 @@ from modelrepo import ManifestError, VersionFiles, check_graph_bytes, read_versi
 from modelrepo.contract import NAME_PATTERN, REFERENCE_PATTERN
 from service.engine.engine import ModelEngine
 from service.engine.options import EngineOptions
-from service.errors import InvalidInput, ModelNotFound, ModelUnavailable, RepositoryUnreadable
+from service.errors import (
+    InvalidInput,
+    ModelNotFound,
+    ModelUnavailable,
+    RepositoryUnreadable,
+)
 
 log = logging.getLogger(__name__)
 
@@ -146,7 +151,7 @@ class ModelRepository:
 
     def resolve(self, reference: str | None, default: str) -> ModelEngine:
         """"name" (its highest loaded version) or "name:version"; None means the default model. Each reference
-        that resolved is remembered (the snapshot never changes, and there are two per loaded version)."""
+        that resolved is remembered (the snapshot never changes; there is one per name and one per version)."""
         engine = self._resolved.get((reference, default))
         if engine is None:
             engine = self._resolved[(reference, default)] = self._resolve(reference, default)
@@ -184,9 +189,7 @@ class ModelRepository:
         loaded, failed = self.loaded.get(name, {}), self.failed.get(name, {})
         reload_errors = self.reload_errors.get(name, {})
         versions = [
-            {"version": v, "ready": True, **engine.describe(),
-             **({"reload_error": reload_errors[v]} if v in reload_errors else {})}
-            for v, engine in sorted(loaded.items())
+            _served(v, engine.describe(), reload_errors.get(v)) for v, engine in sorted(loaded.items())
         ] + [{"version": f.version, "ready": False, "error": f.error} for f in failed.values()]
         return {"name": name, "default_version": max(loaded) if loaded else None,
                 "versions": sorted(versions, key=lambda v: str(v["version"]).zfill(12))}
@@ -221,3 +224,10 @@ def _signature(folder: Path) -> Signature:
         except OSError:
             continue  # gone between the listing and the stat: the next scan sees the folder as it is then
     return tuple(entries)
+
+
+def _served(version: int, report: dict, reload_error: str | None) -> dict:
+    """A loaded version in GET /models: its engine's report, the reload error (if any) before the manifest."""
+    manifest = report.pop("manifest")
+    return {"version": version, "ready": True, **report, **({"reload_error": reload_error} if reload_error else {}),
+            "manifest": manifest}

@@ -16,7 +16,11 @@ from typing import Protocol
 import numpy as np
 import onnxruntime as ort
 
-from modelrepo.categorical import categorical_importance_loglik, category_noise, enumerated_loglik
+from modelrepo.categorical import (
+    categorical_importance_loglik,
+    category_noise,
+    enumerated_loglik,
+)
 from modelrepo.contract import EXACT, IMPORTANCE
 from modelrepo.importance import ImportanceEstimate, LogMeanExpAccumulator
 from modelrepo.likelihood import (
@@ -61,7 +65,7 @@ class SeparateScorer:
     def __init__(self, sessions: ModelSessions, prior: GaussianPrior, likelihood: Likelihood, work_elements: int,
                  why: str | None = None):
         self.sessions, self.prior, self.likelihood, self.work_elements = sessions, prior, likelihood, work_elements
-        self.latent_dim = sessions.latent_shape[0]
+        self.latent_dim = math.prod(sessions.latent_shape)  # the manifest's latent_dim
         self.description = f"separate ({why})" if why else "separate"
         self.numerics = f"separate/{sessions.provider}"
         self.device = sessions.device
@@ -84,9 +88,10 @@ class CategoricalScorer:
     tier, precision = ONNX_RUNTIME, "fp32"
 
     def __init__(self, sessions: ModelSessions, prior: Categorical, likelihood: Likelihood, work_elements: int,
-                 enumeration_limit: int):
+                 configurations: int, enumeration_limit: int):
+        """configurations: C^G, the manifest's latent.configurations."""
         self.sessions, self.prior, self.likelihood, self.work_elements = sessions, prior, likelihood, work_elements
-        self.terms = prior.categories**prior.groups
+        self.terms = configurations
         self.exact = self.terms <= enumeration_limit
         how = (f"exact over its {self.terms} configurations" if self.exact else f"importance-sampled: its "
                f"{self.terms} configurations are over VAE_ENUMERATION_LIMIT={enumeration_limit}")

@@ -13,10 +13,16 @@ import onnxruntime as ort
 from onnx import TensorProto, helper
 
 from modelrepo import Manifest
-from modelrepo.contract import DECODER_CONDITION, DECODER_INPUT, DECODER_OUTPUTS, ENCODER_INPUT
+from modelrepo.contract import (
+    DECODER_CONDITION,
+    DECODER_INPUT,
+    DECODER_OUTPUTS,
+    ENCODER_INPUT,
+)
 from modelrepo.manifest import encoder_outputs
 from service.engine.options import EngineOptions
 from service.errors import ModelRunFailed
+from service.types import CPU_DEVICE, CUDA_DEVICE
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +78,7 @@ def session_options(threads: int) -> ort.SessionOptions:
 
 def device_of(provider: str) -> str:
     """'cuda' or 'cpu': where a session with this execution provider runs."""
-    return "cuda" if provider == CUDA else "cpu"
+    return CUDA_DEVICE if provider == CUDA else CPU_DEVICE
 
 
 class ModelSessions:

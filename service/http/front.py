@@ -2,8 +2,9 @@
 one object's concern, then reaches its handler.
 
     access    Host and API key (http.security): 400, 401
-    budget    the request's deadline (http.limits): 400 for a bad X-Request-Timeout; none for /health/*, /metrics
     body      read whole within the limits (http.limits): 413, 429; a client gone before it is not answered
+    budget    the request's deadline, from its arrival (http.limits): 400 for a bad X-Request-Timeout; none for
+              /health/* and /metrics
     handler   a data route's direct handler (http.direct), or FastAPI for the other routes, the body replayed
     metrics   counted and timed by route template, whatever the answer (service.metrics)
 
@@ -19,16 +20,17 @@ from fastapi import APIRouter, FastAPI
 from starlette.types import Message, Receive, Scope, Send
 
 from service.dataplane.budget import WorkBudget, current_budget
+from service.errors import RequestCancelled
 from service.http.codecs import Call
 from service.http.direct import answer, direct_routes
 from service.http.limits import GONE, BodyLimits, request_timeout
 from service.http.replies import CANCELLED, Reply, mark_dropped
+from service.http.routes.health import METRICS, PROBES
 from service.http.security import AccessPolicy
 from service.metrics import Metrics
 from service.settings import Settings
 
-UNBUDGETED = ("/health/", "/metrics")  # answered at once, whatever the load: never shed, never timed out
-CANCELLED_STATUS = 499  # the status a request whose client went away is counted with, as nginx counts it
+UNBUDGETED = (PROBES, METRICS)  # answered at once, whatever the load: never shed, never timed out
 
 
 class ServiceApp:
@@ -37,7 +39,10 @@ class ServiceApp:
         self.routes = direct_routes(direct_routers)
         self.in_flight = 0  # requests being served; event loop only, read by the gauge when /metrics is scraped
         metrics.in_flight_requests.set_function(lambda: self.in_flight)
-        self.settings: Settings | None = None  # set by start(), in the app's lifespan, before any request
+        # Set by start(), in the app's lifespan, before the server sends any request
+        self.settings: Settings | None = None
+        self.access: AccessPolicy | None = None
+        self.bodies: BodyLimits | None = None
 
     def start(self, settings: Settings) -> None:
         self.settings = settings
@@ -58,18 +63,10 @@ class ServiceApp:
 
     async def _serve(self, scope: Scope, receive: Receive, send: Send) -> int:
         """The steps in order; the status sent (0 when nothing was)."""
+        arrival = time.monotonic()
         refusal = self.access.refusal(scope)
         if refusal is not None:
             return await refusal.send(send)
-        found = self.routes.get((scope["method"], scope["path"]))
-        if found is not None:
-            scope["route"] = found.route  # what the metrics label the request with, as for FastAPI's routes
-        budget = None
-        if not scope["path"].startswith(UNBUDGETED):
-            timeout = request_timeout(scope, self.settings)
-            if isinstance(timeout, Reply):
-                return await timeout.send(send)
-            budget = WorkBudget(timeout, receive)
         body, held = await self.bodies.read(scope, receive)
         try:
             if body is GONE:
@@ -77,9 +74,17 @@ class ServiceApp:
                 return 0
             if isinstance(body, Reply):
                 return await body.send(send)
+            budget = None
+            if not scope["path"].startswith(UNBUDGETED):
+                timeout = request_timeout(scope, self.settings)
+                if isinstance(timeout, Reply):
+                    return await timeout.send(send)
+                budget = WorkBudget(timeout, receive, arrival)  # the deadline counts from the request's arrival
             token = current_budget.set(budget)
             try:
+                found = self.routes.get((scope["method"], scope["path"]))
                 if found is not None:
+                    scope["route"] = found.route  # what the metrics label it with, as FastAPI's router does
                     call = Call.from_scope(scope, body)
                     return await (await answer(found.handler, self.api.state.dataplane, call, scope)).send(send)
                 return await self._fastapi(scope, _replay(body, receive), send)
@@ -112,7 +117,7 @@ class ServiceApp:
         endpoint = getattr(scope.get("route"), "path", "unmatched")
         dropped = scope.get("state", {}).get("dropped")
         if dropped == CANCELLED and not status:
-            status = CANCELLED_STATUS
+            status = RequestCancelled.status_code  # 499, as nginx counts it
         metrics = self.metrics
         metrics.of(metrics.requests, endpoint, scope["method"], str(status or 500)).inc()
         metrics.of(metrics.latency, endpoint).observe(seconds)

@@ -8,6 +8,7 @@ cannot be changed; the contract's errors are JSON `{"detail": ...}` that say wha
 
 from starlette.types import Receive, Scope
 
+from service.errors import RETRY_AFTER_S
 from service.http.replies import Reply, json_error
 from service.settings import Settings
 
@@ -26,24 +27,23 @@ class BodyLimits:
         self.too_large = json_error(413, f"request body: larger than {self.max_body} bytes (VAE_MAX_BODY_BYTES); "
                                          "send fewer points per request")
         self.busy = json_error(429, f"request body: the bodies of requests in flight already hold "
-                                    f"{self.max_in_flight} bytes (VAE_MAX_INFLIGHT_BODY_BYTES); retry after 1 s",
-                               {"Retry-After": "1"})
+                                    f"{self.max_in_flight} bytes (VAE_MAX_INFLIGHT_BODY_BYTES); retry after "
+                                    f"{RETRY_AFTER_S} s", {"Retry-After": str(RETRY_AFTER_S)})
 
     async def read(self, scope: Scope, receive: Receive) -> tuple[bytes | Reply | None, int]:
         """(the whole body, a refusal, or GONE; the bytes now held, which the caller must release)."""
         declared = None
         for name, value in scope["headers"]:
             if name == b"content-length":
-                declared = value
+                declared = int(value) if value.isdigit() else None  # anything else: counted as it comes
                 break
         held = 0
-        if declared is not None and declared.isdigit():
-            size = int(declared)
-            if size > self.max_body:
+        if declared is not None:
+            if declared > self.max_body:
                 return self.too_large, 0
-            if not self._reserve(size, 0):
+            if not self._reserve(declared, 0):
                 return self.busy, 0
-            held = size  # the server enforces the declared length
+            held = declared  # the server enforces the declared length
         chunks, total = [], 0
         while True:
             message = await receive()
@@ -52,7 +52,7 @@ class BodyLimits:
             chunk = message.get("body", NO_BODY)
             chunks.append(chunk)
             total += len(chunk)
-            if declared is None:  # chunked: counted as it comes
+            if declared is None:  # chunked, or a length that is not a number: counted as it comes
                 if total > self.max_body:
                     return self.too_large, held
                 if not self._reserve(len(chunk), held):

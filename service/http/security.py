@@ -17,10 +17,11 @@ import hmac
 from starlette.types import Scope
 
 from service.http.replies import Reply, json_error
+from service.http.routes.health import PROBES
 from service.settings import Settings
 
 PUBLIC_PATHS = frozenset({"/openapi.json", "/docs", "/redoc"})
-PUBLIC_PREFIXES = ("/health/", "/docs/")
+PUBLIC_PREFIXES = (PROBES, "/docs/")
 SCHEME_NAME = "bearer"
 MAX_ACCEPTED_HOSTS = 64  # remembered raw Host values ("localhost:8000", "LOCALHOST", ...); more are parsed each time
 

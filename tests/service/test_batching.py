@@ -14,7 +14,6 @@ import numpy as np
 import pytest
 
 from service.dataplane.batching import DynamicBatcher
-from service.dataplane.executor import Executor
 from service.errors import ModelRunFailed
 from tests.service.handmade import LinearGaussian
 
@@ -88,7 +87,7 @@ def test_concurrent_encodes_run_once_and_each_answers_what_it_answers_alone(repo
     batches = distinct_batches([1, 3, 2, 4, 1, 5], width=5)
     answers = concurrently(batched, *(lambda x=x: service.encode("linear:1", x.tolist(), 0, None) for x in batches))
     assert len(runs) == 1 and np.array_equal(runs[0], rows_of(*batches))  # one run, requests in arrival order
-    assert runs_of(service, "encode") == (1, 6)
+    assert runs_of(service, "encoder") == (1, 6)
     for x, (model, result) in zip(batches, answers):
         assert model == "linear:1" and result["mu"].shape == (len(x), 3)
         assert_encoded(result, x, 1)
@@ -165,7 +164,7 @@ def test_a_wait_lets_late_requests_join_the_run(repository, make_client):
         return call
 
     answers = concurrently(client, *(late(0.01 * i, x) for i, x in enumerate(batches)))  # 40 ms apart at most
-    assert runs_of(service, "encode") == (1, 5) and len(runs) == 1 and np.array_equal(runs[0], rows_of(*batches))
+    assert runs_of(service, "encoder") == (1, 5) and len(runs) == 1 and np.array_equal(runs[0], rows_of(*batches))
     for x, (_, result) in zip(batches, answers):
         assert_encoded(result, x, 1)
 
@@ -194,7 +193,7 @@ def test_a_failing_run_fails_every_request_in_it_and_no_other(repository, make_c
         lambda: service.decode("linear:1", z.tolist()),  # another run of its own
     )
     assert all(isinstance(a, ModelRunFailed) for a in answers[:3]), answers[:3]  # healthy ones too: same run
-    assert runs_of(service, "encode") == (2, 4)
+    assert runs_of(service, "encoder") == (2, 4)
     assert_encoded(answers[3][1], healthy[2], 2)
     assert_decoded(answers[4][1], z)
     # The failure does not stick: the same healthy points in a run of their own are answered.
@@ -223,13 +222,13 @@ def test_a_waiter_cancelled_before_its_run_is_left_out_of_it(repository, make_cl
     assert len(runs) == 1 and np.array_equal(runs[0], rows_of(batches[0], batches[2]))
     assert_encoded(answers[0][1], batches[0], 1)
     assert_encoded(answers[2][1], batches[2], 1)
-    assert runs_of(service, "encode") == (1, 2)
+    assert runs_of(service, "encoder") == (1, 2)
 
     fresh = distinct_batches([2, 3, 1], width=5, seed=60)  # not cached
     answers = client.portal.call(cancel_some, fresh, [0, 1, 2])  # everyone gone: nothing is computed
     assert all(isinstance(a, asyncio.CancelledError) for a in answers)
     client.portal.call(asyncio.sleep, 0.3)  # past the wait
-    assert len(runs) == 1 and runs_of(service, "encode") == (1, 2)
+    assert len(runs) == 1 and runs_of(service, "encoder") == (1, 2)
 
 
 def test_a_waiter_cancelled_while_its_run_is_in_flight_leaves_the_others_their_own_rows():
@@ -287,12 +286,34 @@ def test_auto_coalesces_small_requests_on_the_cpu_and_every_request_on_cuda(repo
     runs = spy_runs(service, 1, "encode")
     batches = distinct_batches([1, 3, 1], width=5, seed=9)
     answers = concurrently(client, *(lambda x=x: service.encode("linear:1", x.tolist(), 0, None) for x in batches))
-    assert sorted(len(rows) for rows in runs) == [2, 3] and runs_of(service, "encode") == (1, 2)
+    assert sorted(len(rows) for rows in runs) == [2, 3] and runs_of(service, "encoder") == (1, 2)
     coalesced = next(rows for rows in runs if len(rows) == 2)
     assert np.array_equal(coalesced, rows_of(batches[0], batches[2]))
     for x, (_, result) in zip(batches, answers):
         assert_encoded(result, x, 1)
 
-    # With CUDA (a run's launch costs far more than a row) every request may share a run, whatever its size.
-    policy = Executor(service.settings, client.app.state.metrics)
-    assert policy.coalesce_up_to("cuda") == float("inf") and policy.coalesce_up_to("cpu") == 10
+    runs.clear()  # the same model, told that its graphs run on CUDA: every request shares a run, whatever its size
+    service.model("linear:1").device = "cuda"
+    batches = distinct_batches([1, 2, 1], width=5, seed=10)  # not cached
+    answers = concurrently(client, *(lambda x=x: service.encode("linear:1", x.tolist(), 0, None) for x in batches))
+    assert len(runs) == 1 and np.array_equal(runs[0], rows_of(*batches)) and runs_of(service, "encoder") == (2, 5)
+    for x, (_, result) in zip(batches, answers):
+        assert_encoded(result, x, 1)
+
+
+def test_encodes_without_draws_share_a_run_whatever_seed_they_send_and_seeded_draws_only_their_own(repository,
+                                                                                                   make_client):
+    client = make_client(repository, batching="on")
+    service = client.app.state.dataplane
+    runs = spy_runs(service, 1, "encode")
+    batches = distinct_batches([1, 2, 1, 2], width=5, seed=12)
+    calls = [(batches[0], 0, 1), (batches[1], 0, 2), (batches[2], 3, 7), (batches[3], 3, 8)]  # (x, samples, seed)
+    answers = concurrently(client, *(lambda c=c: service.encode("linear:1", c[0].tolist(), c[1], c[2]) for c in calls))
+    assert sorted(len(rows) for rows in runs) == [1, 2, 3]  # the two without draws together; each seed alone
+    alone = make_client(repository, batching="off")
+    for (x, samples, seed), (_, result) in zip(calls, answers):
+        expected = alone.post("/encode", json={"model": "linear:1", "x": x.tolist(), "samples": samples,
+                                               "seed": seed}).json()
+        assert set(result) == set(expected) - {"model"}
+        for field in result:
+            assert np.array_equal(result[field], np.array(expected[field], np.float32))

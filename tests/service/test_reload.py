@@ -1,9 +1,12 @@
 """Hot reload on a real repository: versions added, changed, removed and broken while the service runs;
 POST /admin/reload makes each step deterministic, and one test leaves it to the poller alone."""
 
+import asyncio
+import gc
 import shutil
 import threading
 import time
+import weakref
 
 import numpy as np
 import pytest
@@ -173,3 +176,18 @@ def test_a_vanished_repository_folder_changes_nothing(tmp_path, make_client):
     assert response.status_code == 503 and "no longer a readable folder" in response.json()["detail"]
     assert str(tmp_path) not in response.text
     assert client.post("/encode", json={"model": "linear", "x": X.tolist()}).status_code == 200
+
+
+def test_a_version_swapped_out_is_freed_once_no_request_can_hold_it(repository, make_client):
+    """What start-up loaded is frozen out of the garbage collector (service.app.CollectorFreeze); a version a
+    reload replaced goes back to it and is collected once every request's deadline could have passed."""
+    client = keyed(make_client(repository, reload_interval_s=0, api_keys=ADMIN_KEY, request_timeout_s=0.2))
+    assert gc.get_freeze_count() > 0
+    old = weakref.ref(client.app.state.dataplane.model("linear:2"))
+    overwrite(repository / "linear" / "2", LinearGaussian(seed=13))
+    assert reload(client)["changed"] == ["linear/2"]
+    deadline = time.monotonic() + 10
+    while old() is not None or gc.get_freeze_count() == 0:  # collected, and what is left frozen again
+        assert time.monotonic() < deadline, "the old version is still alive 10 s after the swap"
+        client.portal.call(asyncio.sleep, 0.1)
+    np.testing.assert_allclose(loglik(client, "linear:2"), LinearGaussian(seed=13).exact_loglik(X), atol=2e-4)

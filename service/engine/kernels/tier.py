@@ -30,14 +30,21 @@ from modelrepo.contract import (
     IMPORTANCE,
 )
 from modelrepo.importance import ImportanceEstimate, LogMeanExpAccumulator
-from modelrepo.likelihood import LOG_2PI, Likelihood, MixtureOfGaussians, Prior, latent_noise, slicing
+from modelrepo.likelihood import (
+    LOG_2PI,
+    Likelihood,
+    MixtureOfGaussians,
+    Prior,
+    latent_noise,
+    slicing,
+)
 from modelrepo.stopping import ShouldStop, stop_if_asked
 from service.engine.kernels.pattern import PatternRefused, Perceptron, read_perceptron
 from service.engine.options import EngineOptions
 from service.engine.scorers import Scorer
 from service.engine.sessions import ModelSessions
 from service.errors import ModelRunFailed
-from service.types import LoglikPlan
+from service.types import CPU_DEVICE, CUDA_DEVICE, LoglikPlan
 
 TIER = "triton"
 KERNELS = "service.engine.kernels.triton_mlp"
@@ -115,7 +122,11 @@ def _device_and_kernels(mode: str):
     import torch
 
     if torch.cuda.is_available() and os.environ.get(INTERPRET) != "1":
-        return "cuda", importlib.import_module(KERNELS)
+        kernels = importlib.import_module(KERNELS)
+        if kernels.INTERPRETED:
+            raise TierUnavailable("the kernels were defined in Triton's interpreter earlier in this process "
+                                  "(TRITON_INTERPRET=1), so they cannot run on the GPU here")
+        return CUDA_DEVICE, kernels
     if mode != "on":
         raise TierUnavailable("no CUDA device torch can use (VAE_KERNEL_TIER=on runs the kernels in Triton's "
                               "interpreter on the CPU)")
@@ -125,7 +136,7 @@ def _device_and_kernels(mode: str):
     kernels = importlib.import_module(KERNELS)
     if not kernels.INTERPRETED:
         raise TierUnavailable("the kernels were compiled for the GPU before TRITON_INTERPRET was set")
-    return "cpu", kernels
+    return CPU_DEVICE, kernels
 
 
 class KernelScorer:

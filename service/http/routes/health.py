@@ -4,15 +4,16 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from service.metrics import CONTENT_TYPE_LATEST
 
 router = APIRouter(tags=["operations"])
+PROBES, METRICS = "/health/", "/metrics"  # answered whatever the load; /health/* needs no key
 
 
-@router.get("/health/live")
+@router.get(PROBES + "live")
 async def check_liveness() -> dict:
     """The process answers."""
     return {"status": "alive"}
 
 
-@router.get("/health/ready", responses={503: {"description": "No model is loaded."}})
+@router.get(PROBES + "ready", responses={503: {"description": "No model is loaded."}})
 async def check_readiness(request: Request) -> JSONResponse:
     """200 when at least one model serves; reports failed models and the cache backend's state."""
     dataplane = getattr(request.app.state, "dataplane", None)
@@ -22,7 +23,7 @@ async def check_readiness(request: Request) -> JSONResponse:
     return JSONResponse(report, status_code=200 if ready else 503)
 
 
-@router.get("/metrics", response_class=PlainTextResponse,
+@router.get(METRICS, response_class=PlainTextResponse,
             responses={200: {"content": {CONTENT_TYPE_LATEST.split(";")[0]: {"schema": {"type": "string"}}}}})
 async def export_metrics(request: Request) -> Response:
     """Prometheus text format."""

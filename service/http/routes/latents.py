@@ -4,7 +4,11 @@ from service.dataplane.dataplane import DataPlane
 from service.http.codecs import Call, parse_request, reply
 from service.http.direct import direct
 from service.http.replies import Reply
-from service.http.routes.documentation import ERRORS, binary_response, body_documentation
+from service.http.routes.documentation import (
+    ERRORS,
+    binary_response,
+    body_documentation,
+)
 from service.http.schemas import (
     DecodeParams,
     DecodeRequest,

@@ -8,7 +8,11 @@ from service.http.codecs import Call, parse_csv_point, parse_request, reply
 from service.http.deps import DataPlaneDep
 from service.http.direct import direct
 from service.http.replies import ArrayJSONResponse, Reply
-from service.http.routes.documentation import ERRORS, binary_response, body_documentation
+from service.http.routes.documentation import (
+    ERRORS,
+    binary_response,
+    body_documentation,
+)
 from service.http.schemas import (
     MAX_SEED,
     MODEL_PATTERN,
