@@ -97,18 +97,32 @@ def categorical_importance_loglik(encode: Encode, decode: Decode, likelihood: Li
     log w = log p(x|z) + log p(z) - log q(z|x)."""
     n, data_dim = len(x), math.prod(x.shape[1:])
     k, groups = uniforms.shape
-    categories = prior.categories
-    (logits,) = encode(x)
-    log_q = log_softmax(logits)  # (N, G, C)
+    terms = categorical_slice_terms(encode, decode, prior, x, uniforms)
     flat_x = x.reshape(n, 1, data_dim).astype(np.float64)  # (N, 1, D)
 
     def log_weights(rows: slice, samples: slice) -> np.ndarray:  # (b, c)
+        params, log_prior, log_q_z = terms(rows, samples)
+        return likelihood.log_density(flat_x[rows], params) + log_prior - log_q_z
+
+    block_and_chunk = slicing(n, k, data_dim, groups * prior.categories, work_elements)
+    return estimate_in_slices(n, k, block_and_chunk, log_weights, should_stop)
+
+
+def categorical_slice_terms(encode: Encode, decode: Decode, prior: Categorical, x: np.ndarray,
+                            uniforms: np.ndarray) -> Callable[[slice, slice], tuple[Params, np.ndarray, np.ndarray]]:
+    """The encoder run once over x; then terms(rows, samples) -> (the decoder's params at the draws of z ~ q(z|x)
+    from those uniforms, each (b, c, D); log p(z) (b, c); log q(z|x) (b, c))."""
+    data_dim = math.prod(x.shape[1:])
+    groups, categories = prior.groups, prior.categories
+    (logits,) = encode(x)
+    log_q = log_softmax(logits)  # (N, G, C)
+
+    def terms(rows: slice, samples: slice) -> tuple[Params, np.ndarray, np.ndarray]:
         index = draw_categories(log_q[rows], uniforms[samples])  # (b, c, G)
         b, c = index.shape[:2]
         z = one_hot(index, categories)  # (b, c, G, C)
         params = decode(z.reshape(b * c, groups, categories))
         params = {name: value.reshape(b, c, data_dim) for name, value in params.items()}  # each (b, c, D)
-        return likelihood.log_density(flat_x[rows], params) + prior.log_density(z) - _log_q_of(log_q[rows], index)
+        return params, prior.log_density(z), _log_q_of(log_q[rows], index)
 
-    block_and_chunk = slicing(n, k, data_dim, groups * categories, work_elements)
-    return estimate_in_slices(n, k, block_and_chunk, log_weights, should_stop)
+    return terms

@@ -14,6 +14,7 @@ MODEL_NAME = r"[a-z0-9][a-z0-9._-]{0,63}"
 MODEL_VERSION = r"[1-9][0-9]{0,17}"  # a positive integer, exact in a JSON number
 NAME_PATTERN = rf"^{MODEL_NAME}$"
 REFERENCE_PATTERN = rf"^{MODEL_NAME}(:{MODEL_VERSION})?$"  # how a request names a model: "name" or "name:version"
+VERSION_PATTERN = rf"^{MODEL_NAME}:{MODEL_VERSION}$"  # one version, exactly: "name:version"
 
 # The graphs' inputs and outputs, batch axis first.
 ENCODER_INPUT = "x"  # [batch, *data_shape]
@@ -45,3 +46,8 @@ PRIORS = tuple(prior for priors in PRIORS_OF_LATENT.values() for prior in priors
 # How a log p(x) was computed (manifest metrics' and /loglik's "method"): k importance samples of z ~ q(z|x), or
 # the exact sum over every latent (categorical latents with few configurations).
 IMPORTANCE, EXACT = "importance", "exact"
+
+# A version's optional reference (section 3): the scores of held-out points, for conformal p-values.
+REFERENCE_FILE = "reference.json"
+REFERENCE_FORMAT = "vae-reference/1"
+LOGLIK_SCORE, LIKELIHOOD_RATIO = "loglik", "likelihood_ratio"  # its "score": log p(x), or log p(x) - log p_bg(x)

@@ -195,8 +195,12 @@ class Bernoulli:
 
     def log_density(self, x: np.ndarray, params: Params) -> np.ndarray:
         """x (..., D) against logits (..., D), broadcast -> log p(x|z) (...) in float64."""
+        return self.log_density_elements(x, params).sum(-1)
+
+    def log_density_elements(self, x: np.ndarray, params: Params) -> np.ndarray:
+        """x (..., D) against logits (..., D), broadcast -> log p(x_d|z) (..., D) in float64."""
         logits = self._logits(params).astype(np.float64)
-        return (x * logits - np.logaddexp(0.0, logits)).sum(-1)
+        return x * logits - np.logaddexp(0.0, logits)
 
     def mean(self, params: Params) -> np.ndarray:
         """E[x|z] = sigmoid(logits), float32."""
@@ -230,6 +234,11 @@ class Gaussian:
         """x (..., D) against mean, logvar (..., D), broadcast -> log p(x|z) (...) in float64."""
         mean, logvar = (value.astype(np.float64) for value in self._mean_logvar(params))
         return -0.5 * (LOG_2PI + logvar + (x - mean) ** 2 * np.exp(-logvar)).sum(-1)
+
+    def log_density_elements(self, x: np.ndarray, params: Params) -> np.ndarray:
+        """x (..., D) against mean, logvar (..., D), broadcast -> log p(x_d|z) (..., D) in float64."""
+        mean, logvar = (value.astype(np.float64) for value in self._mean_logvar(params))
+        return -0.5 * (LOG_2PI + logvar + (x - mean) ** 2 * np.exp(-logvar))
 
     def mean(self, params: Params) -> np.ndarray:
         """E[x|z] = the mean, as the decoder gave it."""
@@ -290,22 +299,42 @@ def importance_sampled_loglik(
     """
     n, data_dim = len(x), math.prod(x.shape[1:])
     k, latent_dim = eps.shape
+    terms = gaussian_slice_terms(encode, decode, prior, x, eps, autoregressive)
+    flat_x = x.reshape(n, 1, data_dim).astype(np.float64)  # (N, 1, D)
+
+    def log_weights(rows: slice, samples: slice) -> np.ndarray:  # (b, c)
+        params, log_prior_ratio = terms(rows, samples)
+        return likelihood.log_density(flat_x[rows], params) + log_prior_ratio
+
+    return estimate_in_slices(n, k, slicing(n, k, data_dim, latent_dim, work_elements), log_weights, should_stop)
+
+
+SliceTerms = Callable[[slice, slice], tuple[Params, np.ndarray]]
+
+
+def gaussian_slice_terms(encode: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]],
+                         decode: Callable[[np.ndarray], Params], prior: GaussianPrior, x: np.ndarray,
+                         eps: np.ndarray, autoregressive: bool = False) -> SliceTerms:
+    """The encoder run once over x (N, *data_shape); then terms(rows, samples) -> (the decoder's params at
+    z = mu + exp(logvar / 2) * eps for those rows and samples, each (b, c, D); log p(z) - log q(z|x) (b, c)),
+    so that log w = log p(x|z) + that ratio. Arguments as importance_sampled_loglik's."""
+    n, data_dim = len(x), math.prod(x.shape[1:])
+    latent_dim = eps.shape[1]
     mu, logvar = (a.astype(np.float64) for a in encode(x))  # (N, L)
     # -log q(z|x) = 0.5 sum(logvar) + 0.5 sum(eps^2), less its L/2 log 2 pi (see the priors)
     half_logvar = 0.5 * logvar.sum(-1)  # (N,)
     half_eps_sq = 0.5 * (eps**2).sum(-1)  # (K,)
-    flat_x = x.reshape(n, 1, data_dim).astype(np.float64)  # (N, 1, D)
 
-    def log_weights(rows: slice, samples: slice) -> np.ndarray:  # (b, c)
+    def terms(rows: slice, samples: slice) -> tuple[Params, np.ndarray]:
         b, c = rows.stop - rows.start, samples.stop - samples.start
         z = reparameterise(mu[rows], logvar[rows], eps[samples])  # (b, c, L)
         z_rows = z.reshape(b * c, latent_dim).astype(np.float32)
         params = decode(z_rows, np.repeat(x[rows], c, axis=0)) if autoregressive else decode(z_rows)
         params = {name: value.reshape(b, c, data_dim) for name, value in params.items()}  # each (b, c, D)
         log_prior_ratio = prior.log_density_less_2pi(z) + half_logvar[rows, None] + half_eps_sq[None, samples]
-        return likelihood.log_density(flat_x[rows], params) + log_prior_ratio
+        return params, log_prior_ratio
 
-    return estimate_in_slices(n, k, slicing(n, k, data_dim, latent_dim, work_elements), log_weights, should_stop)
+    return terms
 
 
 def estimate_in_slices(n: int, k: int, block_and_chunk: tuple[int, int],

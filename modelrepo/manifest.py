@@ -33,6 +33,7 @@ from modelrepo.contract import (
     MIXTURE_OF_GAUSSIANS,
     NAME_PATTERN,
     PRIORS_OF_LATENT,
+    REFERENCE_FILE,
     STANDARD_NORMAL,
     UNIFORM_CATEGORICAL,
 )
@@ -288,7 +289,9 @@ class VersionFiles:
     manifest: Manifest
     encoder: bytes
     decoder: bytes
-    digest: str  # sha256 over the sha256 of manifest.json, encoder and decoder, as read
+    digest: str  # sha256 over the sha256 of manifest.json, encoder, decoder and reference.json (if any), as read
+    reference: bytes | None = None  # reference.json as read; None when the version has none
+    reference_unreadable: str | None = None  # why reference.json exists but could not be read
 
 
 def read_version(version_dir: Path, where: str) -> VersionFiles:
@@ -305,8 +308,20 @@ def read_version(version_dir: Path, where: str) -> VersionFiles:
     graphs = {role: _read(folder / getattr(manifest, role), manifest_where,
                           f"{role} file {getattr(manifest, role)!r} is missing") for role in ("encoder", "decoder")}
     verify_sha256(manifest, {manifest.encoder: graphs["encoder"], manifest.decoder: graphs["decoder"]}, where)
-    digest = hashlib.sha256("".join(hashlib.sha256(b).hexdigest() for b in (raw, *graphs.values())).encode())
-    return VersionFiles(manifest, graphs["encoder"], graphs["decoder"], digest.hexdigest())
+    reference, unreadable = _read_optional(folder / REFERENCE_FILE)
+    hashed = (raw, *graphs.values()) + ((reference,) if reference is not None else ())  # no reference: as before
+    digest = hashlib.sha256("".join(hashlib.sha256(b).hexdigest() for b in hashed).encode())
+    return VersionFiles(manifest, graphs["encoder"], graphs["decoder"], digest.hexdigest(), reference, unreadable)
+
+
+def _read_optional(path: Path) -> tuple[bytes | None, str | None]:
+    """(the file's bytes, None), (None, None) when there is none, or (None, why it cannot be read)."""
+    try:
+        return path.read_bytes(), None
+    except FileNotFoundError:
+        return None, None
+    except OSError as exc:
+        return None, f"{path.name} cannot be read ({exc.strerror or type(exc).__name__})"
 
 
 def _read(path: Path, where: str, when_missing: str) -> bytes:

@@ -120,3 +120,11 @@ class AdminActionsDisabled(ServiceError):
     (service.http.routes.admin)."""
 
     status_code = 403
+
+
+class ScoringUnavailable(ServiceError):
+    """POST or GET /score on a version without a usable reference: none (reference.json missing), a malformed
+    one, or a likelihood ratio whose background model is not served; the detail says why and how to make one
+    (service.engine.repository). Every other call of the version keeps serving."""
+
+    status_code = 409

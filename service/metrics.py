@@ -14,6 +14,7 @@ from prometheus_client.metrics import MetricWrapperBase
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096)
+P_VALUE_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 
 
 class Metrics:
@@ -33,6 +34,14 @@ class Metrics:
         self.coalesced = Histogram("vae_coalesced_requests", "Requests answered by one model run (dynamic "
                                    "batching), by operation.", ["operation"], buckets=BATCH_BUCKETS,
                                    registry=self.registry)
+        self.scored_points = Counter("vae_scored_points", "Points scored by /score against a reference, by model "
+                                     "version.", ["model"], registry=self.registry)
+        self.outliers = Counter("vae_outliers", "Points /score called outliers (p_value <= fpr), by model version.",
+                                ["model"], registry=self.registry)
+        self.p_values = Histogram("vae_score_p_value", "Conformal p-values /score answered, by model version: "
+                                  "uniform on (0, 1] while the points are exchangeable with the reference's, skewed "
+                                  "towards 0 when the input drifts.", ["model"], buckets=P_VALUE_BUCKETS,
+                                  registry=self.registry)
 
         self.dropped = Counter("vae_http_requests_dropped", "Requests not answered with a result, by endpoint and "
                                "reason: shed (429, at capacity), timeout (503, past the deadline), cancelled "

@@ -35,6 +35,9 @@ class Settings(BaseSettings):
     redis_retry_s: float = Field(1.0, ge=0, description="After a Redis failure, skip Redis this long.")
     max_batch: int = Field(1024, ge=1, description="Most data points (or latents) in one request.")
     max_k: int = Field(10000, ge=1, description="Most importance samples per data point in /loglik.")
+    default_fpr: float = Field(0.01, gt=0, lt=1, description="/score's false-positive rate when a request sends no "
+                               "`fpr`: a point is an outlier when its conformal p-value against the reference is "
+                               "at most this.")
     max_loglik_samples: int = Field(2_000_000, ge=1, description="Most data points x k in one /loglik request.")
     max_encode_samples: int = Field(1000, ge=0, description="Most latent samples per point in /encode.")
     max_encode_total_samples: int = Field(100_000, ge=1, description="Most points x samples in one /encode.")

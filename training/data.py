@@ -7,7 +7,8 @@ Protocol for the built-in sets (README, "Evaluation protocol"):
     mnist-binary:  Burda et al. (2016), training/mnist.py: a fresh Bernoulli draw of each training image
                    every epoch; validation (the last 10,000 training images) and test binarised once
 The validation split is carved from X_train (random_state 0) and never touches X_test; mnist-binary has its
-own fixed validation rows.
+own fixed validation rows. The calibration split (a version's reference.json, CONTRACT section 3) is carved from
+the test rows, which neither training nor checkpoint selection sees: `calibration_split`.
 """
 
 import dataclasses
@@ -59,6 +60,19 @@ class Dataset:
             raise DataError(f"{self.name}: {len(self.train)} training rows; at least 4 are needed")
         train_raw, val_raw = train_test_split(self.train, test_size=fraction, random_state=0)
         return train_raw, self.observe(val_raw, np.random.default_rng(1))
+
+
+CALIBRATION_MAX = 1000  # calibration points at most; the rest of the test rows stay for evaluation
+
+
+def calibration_split(test: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(calibration rows, evaluation rows, the calibration rows' indices into test): half of the test rows, at
+    most CALIBRATION_MAX, drawn by a fixed permutation (default_rng(0)); the evaluation rows are the others, held
+    out from the reference too, so that a validity check of its p-values sees points it never scored."""
+    order = np.random.default_rng(0).permutation(len(test))  # (M,)
+    count = min(len(test) // 2, CALIBRATION_MAX)
+    chosen, rest = np.sort(order[:count]), np.sort(order[count:])
+    return test[chosen], test[rest], chosen
 
 
 def load_dataset(config: DataConfig, likelihood: Likelihood) -> Dataset:

@@ -2,8 +2,11 @@
 (dataplane.results) and the executor (dataplane.executor) answer it. Plain Python: the HTTP tier parses and
 replies, the engine (engine.engine) does every model run and all the math.
 
-Each operation returns (the version that answered, its arrays); loglik also says how they were computed.
+Each operation returns (the version that answered, its arrays); loglik also says how they were computed; score
+answers against the version's reference (dataplane.scoring).
 """
+
+import asyncio
 
 import numpy as np
 
@@ -13,6 +16,7 @@ from service.dataplane.executor import Executor
 from service.dataplane.inputs import check_limit, check_probability_range, parse_batch
 from service.dataplane.jobs import Job
 from service.dataplane.results import CachedResults
+from service.dataplane.scoring import Scored, score_points, threshold_for
 from service.engine.engine import ModelEngine
 from service.engine.repository import ModelRepository
 from service.errors import InvalidInput, ModelNotFound
@@ -89,6 +93,37 @@ class DataPlane:
         drawn, or the terms summed exactly)."""
         engine = self.model(reference)
         rows = self._data_points(engine, x)
+        plan, job = self._loglik_job(engine, rows, k, seed)
+        return engine.ref, plan, await self.results.answer(job)
+
+    async def score(self, reference: str | None, x: list | np.ndarray, fpr: float | None,
+                    features: bool) -> tuple[str, Scored]:
+        """The version's reference scores against x (dataplane.scoring): /loglik's own answer with the
+        reference's k and seed (the same job, so the same numbers and cache entries), the background's for a
+        likelihood ratio, and, when asked, the per-feature scores from the same draws."""
+        engine = self.model(reference)
+        snapshot = self.repository
+        ref, background = snapshot.scoring(engine)
+        fpr = self.settings.default_fpr if fpr is None else fpr
+        threshold = threshold_for(engine, fpr)
+        rows = self._data_points(engine, x)
+        plan, job = self._loglik_job(engine, rows, ref.k, ref.seed)
+        jobs = [self.results.answer(job)]
+        if background is not None:
+            if background.likelihood_type == "bernoulli":
+                check_probability_range(rows, "x")
+            jobs.append(self.results.answer(self._loglik_job(background, rows, ref.k, ref.seed)[1]))
+        if features:
+            jobs.append(self.results.answer(self._feature_job(engine, rows, plan, ref.k, ref.seed)))
+        answers = await asyncio.gather(*jobs)
+        own = answers[0]
+        background_loglik = answers[1]["loglik"] if background is not None else None
+        feature_scores = answers[-1]["feature_scores"] if features else None
+        scored = score_points(engine, ref, fpr, threshold, plan, own, background_loglik, feature_scores)
+        self._count(engine, scored)
+        return engine.ref, scored
+
+    def _loglik_job(self, engine: ModelEngine, rows: np.ndarray, k: int, seed: int) -> tuple[LoglikPlan, Job]:
         check_limit(k, self.settings.max_k, "k", "VAE_MAX_K")
         plan = engine.loglik_plan(k)
         if plan.method == EXACT:
@@ -103,7 +138,24 @@ class DataPlane:
                   lambda rows, should_stop: engine.loglik(rows, k, seed, should_stop), work=len(rows) * plan.terms,
                   values=len(rows) * plan.terms * engine.data_size,
                   run=("loglik", k, seed) if importance else ("loglik", EXACT))
-        return engine.ref, plan, await self.results.answer(job)
+        return plan, job
+
+    @staticmethod
+    def _feature_job(engine: ModelEngine, rows: np.ndarray, plan: LoglikPlan, k: int, seed: int) -> Job:
+        """The per-feature scores from loglik's draws (the same plan); never coalesced: a run of its own."""
+        importance = plan.method == IMPORTANCE
+        return Job(engine, "features", {"k": k, "seed": seed} if importance else {"method": EXACT}, rows, len(rows),
+                   lambda rows, should_stop: engine.feature_scores(rows, k, seed, should_stop),
+                   work=len(rows) * plan.terms, values=len(rows) * plan.terms * engine.data_size)
+
+    def _count(self, engine: ModelEngine, scored: Scored) -> None:
+        """Scored points, outliers and the p-values' histogram, per model version (drift shows as skew)."""
+        metrics = self.metrics
+        metrics.of(metrics.scored_points, engine.ref).inc(len(scored.p_value))
+        metrics.of(metrics.outliers, engine.ref).inc(int(scored.is_outlier.sum()))
+        histogram = metrics.of(metrics.p_values, engine.ref)
+        for p_value in scored.p_value.tolist():
+            histogram.observe(p_value)
 
     def describe_models(self) -> dict:
         """GET /models: every model in the repository, its versions, manifests, readiness and how each runs."""

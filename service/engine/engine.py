@@ -8,6 +8,10 @@ its /loglik scorer, chosen once (engine.choice); its calls are plain, synchronou
     decode(z, seed, should_stop)               z (N, *latent_shape) -> mean and the likelihood's parameters
     sample(n, seed, temperature, mode, ...)    z from the prior, then x given z
     loglik(x, k, seed, should_stop)            log p(x), its standard error and the ELBO, each (N,)
+    feature_scores(x, k, seed, should_stop)    E over p(z|x) of -log p(x_d|z), (N, *data_shape), from the same draws
+
+The version's reference (reference.json, modelrepo.reference) is read with its files: engine.reference, or the
+reason it cannot be used in engine.reference_problem.
 
 should_stop, when given, is asked between slices of long work; True stops it with modelrepo.stopping.WorkStopped.
 Nothing outside the engine reaches into its parts: what the layers above need to know is in its attributes
@@ -22,7 +26,12 @@ import numpy as np
 from modelrepo import VersionFiles, check_graph_bytes, read_version
 from modelrepo.autoregressive import draw_autoregressive
 from modelrepo.categorical import category_noise, draw_categories
-from modelrepo.contract import CATEGORICAL_LATENT
+from modelrepo.contract import CATEGORICAL_LATENT, EXACT, REFERENCE_FILE
+from modelrepo.features import (
+    categorical_importance_feature_scores,
+    enumerated_feature_scores,
+    importance_feature_scores,
+)
 from modelrepo.likelihood import (
     generator,
     latent_noise,
@@ -32,6 +41,7 @@ from modelrepo.likelihood import (
     prior_for,
     reparameterise,
 )
+from modelrepo.reference import ConformalScores, Reference, ReferenceError, parse_reference
 from modelrepo.stopping import ShouldStop
 from service.engine.choice import choose_scorer
 from service.engine.options import EngineOptions
@@ -62,6 +72,9 @@ class ModelEngine:
                                options)
         self._scorer, self._kernel_tier_refusal = choice.scorer, choice.kernel_tier_refusal
         self.device = self._sessions.device  # "cuda" or "cpu": where the graphs run
+        self._feature_work_elements = options.slice_width(self.device)
+        self.reference, self.reference_problem = _read_reference(files, f"{self.name}/{self.version}")
+        self.conformal = ConformalScores(self.reference.scores) if self.reference else None
         # All that decides the numbers: the files, and the scorer's path, precision and provider
         self.cache_identity = f"{self.digest}/{self._scorer.numerics}"
 
@@ -124,13 +137,36 @@ class ModelEngine:
         estimate = self._scorer.estimate(x, k, seed, should_stop)
         return {"loglik": estimate.loglik, "stderr": estimate.stderr, "elbo": estimate.elbo}
 
+    def feature_scores(self, x: np.ndarray, k: int, seed: int, should_stop: ShouldStop | None = None) -> Result:
+        """x (N, *data_shape) float32 -> feature_scores (N, *data_shape) float64: E over p(z|x) of -log p(x_d|z)
+        (autoregressive decoders: given x_<d too), from loglik's draws weighted by their self-normalised importance
+        weights, or the exact posterior when loglik_plan(k) sums exactly. On the two graphs, in float64."""
+        sessions, prior, likelihood, width = self._sessions, self._prior, self._likelihood, self._feature_work_elements
+        if self.categorical and self.loglik_plan(k).method == EXACT:
+            scores = enumerated_feature_scores(sessions.decode, likelihood, prior, x, width, should_stop)
+        elif self.categorical:
+            scores = categorical_importance_feature_scores(sessions.encode, sessions.decode, likelihood, prior, x,
+                                                           category_noise(seed, k, prior.groups), width, should_stop)
+        else:
+            scores = importance_feature_scores(sessions.encode, sessions.decode, likelihood, prior, x,
+                                               latent_noise(seed, k, self.latent_size), width, should_stop,
+                                               self.autoregressive)
+        return {"feature_scores": scores.reshape(len(x), *self.data_shape)}
+
     def describe(self) -> dict:
         """What GET /models shows of this version, as served."""
         scorer = self._scorer
         refusal = {"kernel_tier": self._kernel_tier_refusal} if self._kernel_tier_refusal else {}
         return {"provider": self._sessions.provider, "loglik_graph": scorer.description, "tier": scorer.tier,
                 "precision": scorer.precision, **refusal, "autoregressive": self.autoregressive,
-                "digest": self.digest, "manifest": self.manifest.model_dump(mode="json", exclude_unset=True)}
+                "digest": self.digest, "reference": self.describe_reference(),
+                "manifest": self.manifest.model_dump(mode="json", exclude_unset=True)}
+
+    def describe_reference(self) -> dict | None:
+        """None without reference.json; its summary (n, score, k, seed, data, background), or its problem."""
+        if self.reference is not None:
+            return self.reference.summary()
+        return {"error": self.reference_problem} if self.reference_problem else None
 
     def _draw_autoregressive(self, rng: np.random.Generator, z: np.ndarray, should_stop: ShouldStop | None) -> Result:
         """x ~ p(x|z) position by position (modelrepo.autoregressive), one decoder pass per position over all the
@@ -140,3 +176,15 @@ class ModelEngine:
         x, params = draw_autoregressive(self._sessions.decode, self._likelihood, z, self.data_shape, noise,
                                         should_stop)
         return {"z": z, "x": x, "mean": self._likelihood.mean(params), **params}
+
+
+def _read_reference(files: VersionFiles, where: str) -> tuple[Reference | None, str | None]:
+    """(the reference, None), (None, None) without one, or (None, why /score is off for this version)."""
+    if files.reference_unreadable:
+        return None, f"{where}/{files.reference_unreadable}"
+    if files.reference is None:
+        return None, None
+    try:
+        return parse_reference(files.reference, f"{where}/{REFERENCE_FILE}"), None
+    except ReferenceError as exc:
+        return None, str(exc)

@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from modelrepo import ManifestError, VersionFiles, check_graph_bytes, read_version
-from modelrepo.contract import NAME_PATTERN, REFERENCE_PATTERN
+from modelrepo.contract import LIKELIHOOD_RATIO, NAME_PATTERN, REFERENCE_FILE, REFERENCE_PATTERN
+from modelrepo.reference import Reference
 from service.engine.engine import ModelEngine
 from service.engine.options import EngineOptions
 from service.errors import (
@@ -21,7 +22,11 @@ from service.errors import (
     ModelNotFound,
     ModelUnavailable,
     RepositoryUnreadable,
+    ScoringUnavailable,
 )
+
+HOW_TO_REFERENCE = ("make one with `python -m service reference NAME:VERSION --data FILE` from held-out points "
+                    "(CONTRACT.md, section 3)")
 
 log = logging.getLogger(__name__)
 
@@ -178,6 +183,36 @@ class ModelRepository:
                                 f"in the repository; name one of: {known}")
         raise ModelNotFound(f"model: no model {reference!r}; loaded models: {known} (GET /models lists them)")
 
+    def scoring(self, engine: ModelEngine) -> tuple[Reference, ModelEngine | None]:
+        """The reference /score uses for this version and, for a likelihood ratio, the background's engine in
+        this snapshot. Raises ScoringUnavailable with the reason when it has none that can be used."""
+        problem = self.scoring_problem(engine)
+        if problem is not None:
+            raise ScoringUnavailable(f"model {engine.ref}: /score is off: {problem}")
+        reference = engine.reference
+        if reference.score != LIKELIHOOD_RATIO:
+            return reference, None
+        name, _, version = reference.background.partition(":")
+        return reference, self.loaded[name][int(version)]
+
+    def scoring_problem(self, engine: ModelEngine) -> str | None:
+        """Why this version cannot answer /score in this snapshot, or None."""
+        where = f"{engine.name}/{engine.version}/{REFERENCE_FILE}"
+        if engine.reference is None:
+            return engine.reference_problem or f"{where}: missing; {HOW_TO_REFERENCE}"
+        background = engine.reference.background
+        if engine.reference.score != LIKELIHOOD_RATIO:
+            return None
+        name, _, version = background.partition(":")
+        found = self.loaded.get(name, {}).get(int(version))
+        if found is None:
+            return (f"{where}: background: model {background} is not served (loaded models: "
+                    f"{', '.join(self.references()) or 'none'}); add it to the repository or fix the reference")
+        if found.data_shape != engine.data_shape:
+            return (f"{where}: background: model {background} has data_shape {list(found.data_shape)}, this model "
+                    f"{list(engine.data_shape)}; a likelihood ratio needs a background over the same data")
+        return None
+
     def references(self) -> list[str]:
         return [self.loaded[n][v].ref for n in sorted(self.loaded) for v in sorted(self.loaded[n])]
 
@@ -189,7 +224,8 @@ class ModelRepository:
         loaded, failed = self.loaded.get(name, {}), self.failed.get(name, {})
         reload_errors = self.reload_errors.get(name, {})
         versions = [
-            _served(v, engine.describe(), reload_errors.get(v)) for v, engine in sorted(loaded.items())
+            _served(v, engine.describe(), reload_errors.get(v), self.scoring_problem(engine))
+            for v, engine in sorted(loaded.items())
         ] + [{"version": f.version, "ready": False, "error": f.error} for f in failed.values()]
         return {"name": name, "default_version": max(loaded) if loaded else None,
                 "versions": sorted(versions, key=lambda v: str(v["version"]).zfill(12))}
@@ -226,8 +262,10 @@ def _signature(folder: Path) -> Signature:
     return tuple(entries)
 
 
-def _served(version: int, report: dict, reload_error: str | None) -> dict:
-    """A loaded version in GET /models: its engine's report, the reload error (if any) before the manifest."""
+def _served(version: int, report: dict, reload_error: str | None, scoring_problem: str | None) -> dict:
+    """A loaded version in GET /models: its engine's report with whether /score serves (and why not), the reload
+    error (if any) before the manifest."""
     manifest = report.pop("manifest")
+    report["scoring"] = {"ready": scoring_problem is None, **({"error": scoring_problem} if scoring_problem else {})}
     return {"version": version, "ready": True, **report, **({"reload_error": reload_error} if reload_error else {}),
             "manifest": manifest}

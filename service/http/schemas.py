@@ -122,6 +122,74 @@ class LoglikRequest(LoglikParams):
         "examples": [{"model": "digits-binary", "x": [[0, 1] * 32], "k": 1000, "seed": 0}]})
 
 
+FprField = Field(None, gt=0, lt=1, description="The false-positive rate: a point is an outlier when its p-value is "
+                 "at most this. In (0, 1) and at least 1 / (n + 1) for a reference of n points; default: the "
+                 "service's VAE_DEFAULT_FPR (0.01).", examples=[0.01])
+
+
+class ScoreParams(Request):
+    model: str | None = ModelField
+    fpr: Annotated[float, BeforeValidator(finite)] | None = FprField
+    features: bool = Field(False, description="Also the per-feature scores: E over p(z given x) of -log p(x_d given "
+                           "z), in nats, [N, *data_shape]: which parts of each point the model cannot explain.")
+
+
+class ScoreRequest(ScoreParams):
+    x: Points = Batch
+
+    model_config = ConfigDict(extra="forbid", strict=True, json_schema_extra={
+        "examples": [{"model": "digits-binary", "x": [[0, 1] * 32], "fpr": 0.01, "features": False}]})
+
+
+class ReferenceSummary(BaseModel):
+    n: int = Field(..., description="Reference points.")
+    score: Literal["loglik", "likelihood_ratio"]
+    k: int = Field(..., description="Importance samples of every estimate of log p(x), as /loglik's k.")
+    seed: int = Field(..., description="Their seed, as /loglik's seed.")
+    data: str = Field(..., description="What the reference points were.")
+    background: str | None = Field(..., description="The background model of a likelihood ratio, 'name:version'.")
+
+
+SCORE_DESCRIPTION = ("The score: log p(x) for a loglik reference, log p(x) - log p_background(x) for a likelihood "
+                     "ratio. Low scores are unusual.")
+P_VALUE_DESCRIPTION = "(1 + #{reference scores <= score}) / (n + 1): the conformal lower-tail p-value."
+
+
+class ScoreResponse(BaseModel):
+    model: str
+    reference: ReferenceSummary
+    fpr: float
+    threshold: float = Field(..., description="s_(m), the m-th smallest reference score, m = floor(fpr (n + 1)): a "
+                             "point is an outlier exactly when its score is below it.")
+    score: list[float] = Field(..., description=SCORE_DESCRIPTION + " [N].")
+    p_value: list[float] = Field(..., description=P_VALUE_DESCRIPTION + " [N].")
+    is_outlier: list[bool] = Field(..., description="p_value <= fpr: [N].")
+    loglik: list[float] = Field(..., description="The model's log p(x), as /loglik answers with the reference's k "
+                                "and seed: [N].")
+    stderr: list[float] = Field(..., description="Its standard error: [N].")
+    method: Method = Field(..., description=METHOD_DESCRIPTION)
+    background_loglik: list[float] | None = Field(None, description="Likelihood ratios: the background's log p(x), "
+                                                  "[N].")
+    feature_scores: list[Any] | None = Field(None, description="With features: E over p(z given x) of -log p(x_d "
+                                             "given z) in nats, [N, *data_shape]; per point they sum to E of -log "
+                                             "p(x given z).")
+
+
+class ScorePointResponse(BaseModel):
+    model: str
+    reference: ReferenceSummary
+    fpr: float
+    threshold: float
+    score: float
+    p_value: float
+    is_outlier: bool
+    loglik: float
+    stderr: float
+    method: Method = Field(..., description=METHOD_DESCRIPTION)
+    background_loglik: float | None = None
+    feature_scores: list[Any] | None = Field(None, description="With features: [*data_shape].")
+
+
 class EncodeResponse(BaseModel):
     model: str = Field(..., examples=["digits:1"])
     mu: list[list[float]] | None = Field(None, description="[N][latent_dim] (Gaussian latents).")
