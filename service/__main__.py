@@ -1,4 +1,5 @@
-"""`python -m service`: serve the model repository with uvicorn, configured by the VAE_* settings.
+"""`python -m service`: serve the model repository with uvicorn, configured by the VAE_* settings; with a command
+(`reference`, `score`: service.cli.commands), work offline on the same models.
 
 The settings are read once, here: the app gets them, and so does the connection guard (http.server), which adds
 the header and body timeouts and size limits uvicorn lacks. SIGTERM (and Ctrl-C) stop accepting, let requests
@@ -16,11 +17,14 @@ from pydantic import ValidationError
 from uvicorn.config import LOGGING_CONFIG
 
 from service.app import create_app
+from service.cli.commands import COMMANDS, run
 from service.http.server import connection_guard
 from service.settings import Settings
 
 
 def main() -> None:
+    if len(sys.argv) > 1 and (sys.argv[1] in COMMANDS or sys.argv[1] in ("-h", "--help")):
+        sys.exit(run(sys.argv[1:]))
     try:
         settings = Settings()  # fails fast, with the setting's name, before anything starts
     except ValidationError as exc:

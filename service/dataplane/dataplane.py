@@ -19,7 +19,7 @@ from service.dataplane.results import CachedResults
 from service.dataplane.scoring import Scored, score_points, threshold_for
 from service.engine.engine import ModelEngine
 from service.engine.repository import ModelRepository
-from service.errors import InvalidInput, ModelNotFound
+from service.errors import InvalidInput, ModelNotFound, ScoringUnavailable
 from service.metrics import Metrics
 from service.settings import Settings
 from service.types import LoglikPlan, Result
@@ -104,6 +104,10 @@ class DataPlane:
         engine = self.model(reference)
         snapshot = self.repository
         ref, background = snapshot.scoring(engine)
+        if ref.k > self.settings.max_k:
+            raise ScoringUnavailable(f"model {engine.ref}: its reference was scored with k={ref.k}, over this "
+                                     f"service's VAE_MAX_K={self.settings.max_k}; raise VAE_MAX_K or remake the "
+                                     "reference with a smaller --k")
         fpr = self.settings.default_fpr if fpr is None else fpr
         threshold = threshold_for(engine, fpr)
         rows = self._data_points(engine, x)

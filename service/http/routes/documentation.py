@@ -15,6 +15,11 @@ ERRORS: dict[int | str, dict] = {
     422: {"model": ErrorResponse, "description": "A field's value cannot be used; the message names it."},
     503: {"model": ErrorResponse, "description": "The model exists but failed to load."},
 }
+SCORE_ERRORS: dict[int | str, dict] = {
+    **ERRORS,
+    409: {"model": ErrorResponse, "description": "The version has no reference /score can use (none, a malformed "
+          "one, or a likelihood ratio whose background is not served); the message says why and how to make one."},
+}
 
 
 def body_documentation(schema: type[BaseModel], array_field: str, description: str) -> dict:

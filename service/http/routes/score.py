@@ -13,7 +13,7 @@ from service.http.deps import DataPlaneDep
 from service.http.direct import direct
 from service.http.payloads import NPZ
 from service.http.replies import ArrayJSONResponse, Reply
-from service.http.routes.documentation import ERRORS, binary_response, body_documentation
+from service.http.routes.documentation import SCORE_ERRORS, binary_response, body_documentation
 from service.http.schemas import (
     MODEL_PATTERN,
     ScoreParams,
@@ -23,7 +23,7 @@ from service.http.schemas import (
     finite,
 )
 
-router = APIRouter(tags=["anomaly"], responses=ERRORS)
+router = APIRouter(tags=["anomaly"], responses=SCORE_ERRORS)
 
 
 async def score_points(dataplane: DataPlane, call: Call) -> Reply:
