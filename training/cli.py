@@ -1,5 +1,5 @@
-"""Command line: train, evaluate, export, baselines, build (all of them in a row), report, compare-estimators,
-collapse-study."""
+"""Command line: train, evaluate, export, baselines, build (all of them in a row), reference, ratio, report,
+compare-estimators, collapse-study."""
 
 import argparse
 import dataclasses
@@ -148,6 +148,22 @@ def cmd_build(args: argparse.Namespace) -> None:
     print(f"test log-likelihood {metrics['test_loglik']:.3f} nats (K={args.k}); exported {path}")
 
 
+def cmd_reference(args: argparse.Namespace) -> None:
+    from training.pipeline import run_reference
+
+    name = args.name or args.preset
+    if not name:
+        raise ValueError("name the model with --name (or --preset)")
+    print(f"wrote {run_reference(Path(args.repository), name, args.version, args.background)}")
+
+
+def cmd_ratio(args: argparse.Namespace) -> None:
+    from training.ratio import write_ratio_model
+
+    path = write_ratio_model(Path(args.repository), args.model, args.background, args.name, args.version, args.force)
+    print(f"exported {path}")
+
+
 def cmd_report(args: argparse.Namespace) -> None:
     from training.report import write_report
 
@@ -207,6 +223,26 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--no-baselines", dest="baselines", action="store_false",
                        help="skip the classical baselines (slow on large data: a grid of full-covariance GMMs)")
     build.set_defaults(handler=cmd_build)
+
+    reference = commands.add_parser("reference", help="(re)write a version's reference.json from its calibration "
+                                                      "split, as export writes it")
+    reference.add_argument("--preset", choices=sorted(PRESETS), help="the model of this name (default of --name)")
+    reference.add_argument("--repository", default="models", help="model repository folder")
+    reference.add_argument("--name", help="model name (default: the preset's)")
+    reference.add_argument("--version", type=int, default=1)
+    reference.add_argument("--background", help="name:version in the repository: a likelihood-ratio reference, "
+                                                "log p_model(x) - log p_background(x)")
+    reference.set_defaults(handler=cmd_reference)
+
+    ratio = commands.add_parser("ratio", help="a second model name with another version's graphs and a "
+                                              "likelihood-ratio reference against a background model")
+    ratio.add_argument("--repository", default="models", help="model repository folder")
+    ratio.add_argument("--model", required=True, help="name:version whose graphs it shares, e.g. digits-binary:1")
+    ratio.add_argument("--background", required=True, help="name:version of the background model")
+    ratio.add_argument("--name", required=True, help=f"the new model's name, {MODEL_NAME}")
+    ratio.add_argument("--version", type=int, default=1)
+    ratio.add_argument("--force", action="store_true", help="replace an existing version")
+    ratio.set_defaults(handler=cmd_ratio)
 
     report = commands.add_parser("report", help="the results table of every model in a repository")
     report.add_argument("--repository", default="models")
