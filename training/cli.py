@@ -1,5 +1,5 @@
 """Command line: train, evaluate, export, baselines, build (all of them in a row), reference, ratio, report,
-compare-estimators, collapse-study."""
+background-study, compare-estimators, collapse-study."""
 
 import argparse
 import dataclasses
@@ -17,6 +17,13 @@ def _ints(text: str) -> tuple[int, ...]:
         return tuple(int(v) for v in text.split(",") if v.strip())
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+
+
+def _floats(text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
 
 
 def _yes_no(text: str) -> bool:
@@ -68,6 +75,8 @@ TRAIN_FLAGS = {
                                             "(He et al. 2019; yes or no)"),
     "--aggressive-max-steps": ("aggressive_max_steps", int, "aggressive: most encoder steps per decoder step"),
     "--aggressive-window": ("aggressive_window", int, "aggressive: steps per loss comparison of the inner loop"),
+    "--perturbation": ("perturbation", float, "background model (Ren et al. 2019): replace each training input "
+                                              "value with this probability by a random one (binary: flip it)"),
 }
 
 
@@ -164,6 +173,13 @@ def cmd_ratio(args: argparse.Namespace) -> None:
     print(f"exported {path}")
 
 
+def cmd_background_study(args: argparse.Namespace) -> None:
+    from training.background import write_study
+
+    print(write_study(args.preset, Path(args.repository), args.model, args.rates, Path(args.output), args.k,
+                      args.epochs))
+
+
 def cmd_report(args: argparse.Namespace) -> None:
     from training.report import write_report
 
@@ -243,6 +259,17 @@ def build_parser() -> argparse.ArgumentParser:
     ratio.add_argument("--version", type=int, default=1)
     ratio.add_argument("--force", action="store_true", help="replace an existing version")
     ratio.set_defaults(handler=cmd_ratio)
+
+    study = commands.add_parser("background-study", help="choose a background preset's perturbation rate on "
+                                                         "validation (training/background.py)")
+    study.add_argument("--preset", required=True, choices=sorted(PRESETS), help="a background preset")
+    study.add_argument("--repository", default="models", help="where the base model is")
+    study.add_argument("--model", required=True, help="name:version of the base model, e.g. digits-binary:1")
+    study.add_argument("--rates", type=_floats, default=(0.05, 0.1, 0.2, 0.3), help="the grid, e.g. 0.05,0.1")
+    study.add_argument("--k", type=int, default=1000, help="importance samples per validation point")
+    study.add_argument("--epochs", type=int, help="fewer epochs than the preset's (a quicker, rougher study)")
+    study.add_argument("--output", required=True, help="JSON file of the criterion per rate")
+    study.set_defaults(handler=cmd_background_study)
 
     report = commands.add_parser("report", help="the results table of every model in a repository")
     report.add_argument("--repository", default="models")
