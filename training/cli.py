@@ -1,5 +1,5 @@
-"""Command line: train, evaluate, export, baselines, build (all of them in a row), report, compare-estimators,
-collapse-study."""
+"""Command line: train, evaluate, export, baselines, build (all of them in a row), reference, ratio, report,
+background-study, compare-estimators, collapse-study."""
 
 import argparse
 import dataclasses
@@ -17,6 +17,13 @@ def _ints(text: str) -> tuple[int, ...]:
         return tuple(int(v) for v in text.split(",") if v.strip())
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+
+
+def _floats(text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
 
 
 def _yes_no(text: str) -> bool:
@@ -68,6 +75,8 @@ TRAIN_FLAGS = {
                                             "(He et al. 2019; yes or no)"),
     "--aggressive-max-steps": ("aggressive_max_steps", int, "aggressive: most encoder steps per decoder step"),
     "--aggressive-window": ("aggressive_window", int, "aggressive: steps per loss comparison of the inner loop"),
+    "--perturbation": ("perturbation", float, "background model (Ren et al. 2019): replace each training input "
+                                              "value with this probability by a random one (binary: flip it)"),
 }
 
 
@@ -148,6 +157,29 @@ def cmd_build(args: argparse.Namespace) -> None:
     print(f"test log-likelihood {metrics['test_loglik']:.3f} nats (K={args.k}); exported {path}")
 
 
+def cmd_reference(args: argparse.Namespace) -> None:
+    from training.pipeline import run_reference
+
+    name = args.name or args.preset
+    if not name:
+        raise ValueError("name the model with --name (or --preset)")
+    print(f"wrote {run_reference(Path(args.repository), name, args.version, args.background)}")
+
+
+def cmd_ratio(args: argparse.Namespace) -> None:
+    from training.ratio import write_ratio_model
+
+    path = write_ratio_model(Path(args.repository), args.model, args.background, args.name, args.version, args.force)
+    print(f"exported {path}")
+
+
+def cmd_background_study(args: argparse.Namespace) -> None:
+    from training.background import write_study
+
+    print(write_study(args.preset, Path(args.repository), args.model, args.rates, Path(args.output), args.k,
+                      args.epochs))
+
+
 def cmd_report(args: argparse.Namespace) -> None:
     from training.report import write_report
 
@@ -207,6 +239,37 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--no-baselines", dest="baselines", action="store_false",
                        help="skip the classical baselines (slow on large data: a grid of full-covariance GMMs)")
     build.set_defaults(handler=cmd_build)
+
+    reference = commands.add_parser("reference", help="(re)write a version's reference.json from its calibration "
+                                                      "split, as export writes it")
+    reference.add_argument("--preset", choices=sorted(PRESETS), help="the model of this name (default of --name)")
+    reference.add_argument("--repository", default="models", help="model repository folder")
+    reference.add_argument("--name", help="model name (default: the preset's)")
+    reference.add_argument("--version", type=int, default=1)
+    reference.add_argument("--background", help="name:version in the repository: a likelihood-ratio reference, "
+                                                "log p_model(x) - log p_background(x)")
+    reference.set_defaults(handler=cmd_reference)
+
+    ratio = commands.add_parser("ratio", help="a second model name with another version's graphs and a "
+                                              "likelihood-ratio reference against a background model")
+    ratio.add_argument("--repository", default="models", help="model repository folder")
+    ratio.add_argument("--model", required=True, help="name:version whose graphs it shares, e.g. digits-binary:1")
+    ratio.add_argument("--background", required=True, help="name:version of the background model")
+    ratio.add_argument("--name", required=True, help=f"the new model's name, {MODEL_NAME}")
+    ratio.add_argument("--version", type=int, default=1)
+    ratio.add_argument("--force", action="store_true", help="replace an existing version")
+    ratio.set_defaults(handler=cmd_ratio)
+
+    study = commands.add_parser("background-study", help="choose a background preset's perturbation rate on "
+                                                         "validation (training/background.py)")
+    study.add_argument("--preset", required=True, choices=sorted(PRESETS), help="a background preset")
+    study.add_argument("--repository", default="models", help="where the base model is")
+    study.add_argument("--model", required=True, help="name:version of the base model, e.g. digits-binary:1")
+    study.add_argument("--rates", type=_floats, default=(0.05, 0.1, 0.2, 0.3), help="the grid, e.g. 0.05,0.1")
+    study.add_argument("--k", type=int, default=1000, help="importance samples per validation point")
+    study.add_argument("--epochs", type=int, help="fewer epochs than the preset's (a quicker, rougher study)")
+    study.add_argument("--output", required=True, help="JSON file of the criterion per rate")
+    study.set_defaults(handler=cmd_background_study)
 
     report = commands.add_parser("report", help="the results table of every model in a repository")
     report.add_argument("--repository", default="models")

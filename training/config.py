@@ -117,6 +117,9 @@ class TrainConfig(_JsonConfig):
     aggressive: bool = False
     aggressive_max_steps: int = 100
     aggressive_window: int = 10
+    # A background model (Ren et al. 2019, training/background.py): each input value of every training batch replaced
+    # with this probability by a random one (binary data: flipped), fresh each epoch (training.data.perturb).
+    perturbation: float = 0.0
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1 or self.eval_every < 1 or self.eval_samples < 1:
@@ -141,6 +144,8 @@ class TrainConfig(_JsonConfig):
             raise ValueError("aggressive_max_steps and aggressive_window must be >= 1")
         if self.temperature_start <= 0 or self.temperature_end <= 0:
             raise ValueError("temperature_start and temperature_end must be > 0")
+        if not 0.0 <= self.perturbation < 1.0:
+            raise ValueError(f"perturbation must be in [0, 1), got {self.perturbation}")
 
     def learning_rate_at(self, epoch: int) -> float:
         """Learning rate for `epoch` (0-based); a function of the epoch alone, so resuming needs no state."""

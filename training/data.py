@@ -62,6 +62,18 @@ class Dataset:
         return train_raw, self.observe(val_raw, np.random.default_rng(1))
 
 
+def perturb(x: np.ndarray, rate: float, rng: np.random.Generator) -> np.ndarray:
+    """Ren et al. (2019)'s input perturbation for a background model: each value of x (N, *data_shape) replaced, with
+    probability `rate` and independently of the others, by a random one: flipped (1 - x) where x is binary, else a
+    uniform draw between the smallest and largest value of x."""
+    chosen = rng.random(x.shape) < rate  # (N, *data_shape)
+    if np.all((x == 0) | (x == 1)):
+        replacement = 1 - x
+    else:
+        replacement = rng.uniform(x.min(), x.max(), size=x.shape)
+    return np.where(chosen, replacement, x).astype(np.float32)
+
+
 CALIBRATION_MAX = 1000  # calibration points at most; the rest of the test rows stay for evaluation
 
 

@@ -1,7 +1,8 @@
 """Export a trained VAE as encoder.onnx + decoder.onnx + manifest.json (format vae-onnx/1, modelrepo.contract).
 
 The graphs are checked against PyTorch in ONNX Runtime before anything is written; the version folder
-is assembled under a temporary name and renamed into place, so a repository never holds half a model.
+is assembled under a temporary name, its reference.json scored on the staged graphs (training.reference), and
+renamed into place, so a repository never holds half a model.
 """
 
 import json
@@ -39,6 +40,7 @@ from modelrepo.contract import (
 )
 from training.autoregressive import with_masks_baked
 from training.model import VAE
+from training.reference import CalibrationPoints, write_loglik_reference
 
 PARITY_TOLERANCE = 1e-4
 logging.getLogger("torch.onnx").setLevel(logging.ERROR)  # not torchvision-op notices in the user log
@@ -114,18 +116,14 @@ def export_model(
     extra_manifest: dict[str, Any] | None = None,
     force: bool = False,
     tolerance: float = PARITY_TOLERANCE,
+    reference: CalibrationPoints | None = None,
+    progress: bool = True,
 ) -> Path:
-    """Write <repository>/<name>/<version>/ and return its path."""
-    if not re.fullmatch(NAME_PATTERN, name):
-        raise ExportError(f"model name {name!r} must match {NAME_PATTERN}")
-    if version < 1:
-        raise ExportError(f"version must be a positive integer, got {version}")
-    target = Path(repository) / name / str(version)
-    if target.exists() and not force:
-        raise ExportError(f"{target} exists; pass --force to replace it or choose another version")
+    """Write <repository>/<name>/<version>/ and return its path; with `reference`, its reference.json too (the
+    points scored on the staged graphs, as the service will score them), before the version is moved into place."""
+    target = version_target(repository, name, version, force)
     vae = vae.eval()
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{version}.", suffix=".tmp"))
+    staging = staging_for(target)
     try:
         data_example = torch.zeros(2, *vae.config.data_shape)
         _write_graph(EncoderGraph(vae), (data_example,), [ENCODER_INPUT], encoder_output_names(vae),
@@ -137,11 +135,32 @@ def export_model(
         manifest = _manifest(vae, name, version, staging, parity, extra_manifest or {})
         (staging / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
         # The folder must be named <name>/<version> for load_manifest; check under the final name's parts.
-        check_graphs(_validated(staging, name, version), staging)
-        _move_into_place(staging, target)
+        validated = validated_manifest(staging, name, version)
+        check_graphs(validated, staging)
+        if reference is not None:
+            write_loglik_reference(validated, staging, reference, progress=progress)
+        move_into_place(staging, target)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return target
+
+
+def version_target(repository: Path, name: str, version: int, force: bool) -> Path:
+    """<repository>/<name>/<version>, after checking the name and version and that it may be written."""
+    if not re.fullmatch(NAME_PATTERN, name):
+        raise ExportError(f"model name {name!r} must match {NAME_PATTERN}")
+    if version < 1:
+        raise ExportError(f"version must be a positive integer, got {version}")
+    target = Path(repository) / name / str(version)
+    if target.exists() and not force:
+        raise ExportError(f"{target} exists; pass --force to replace it or choose another version")
+    return target
+
+
+def staging_for(target: Path) -> Path:
+    """An empty hidden folder beside `target`, where its version is assembled before move_into_place."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp"))
 
 
 def _write_graph(module: nn.Module, examples: tuple[torch.Tensor, ...], input_names: list[str], outputs: list[str],
@@ -231,7 +250,7 @@ def _manifest(vae: VAE, name: str, version: int, folder: Path, parity: float, ex
     }
 
 
-def _validated(staging: Path, name: str, version: int):
+def validated_manifest(staging: Path, name: str, version: int):
     """Validate the staged manifest as if it already lived at <name>/<version>."""
     with tempfile.TemporaryDirectory() as scratch:
         probe = Path(scratch) / name / str(version)
@@ -241,7 +260,7 @@ def _validated(staging: Path, name: str, version: int):
         return load_manifest(probe)
 
 
-def _move_into_place(staging: Path, target: Path) -> None:
+def move_into_place(staging: Path, target: Path) -> None:
     if not target.exists():
         os.rename(staging, target)
         return

@@ -8,6 +8,7 @@ Export gathers all three into manifest.json.
 
 import dataclasses
 import json
+import sys
 from pathlib import Path
 
 from modelrepo.files import write_atomic
@@ -77,10 +78,13 @@ def run_baselines(data: DataConfig, model: ModelConfig, train: TrainConfig, chec
 
 
 def run_export(checkpoint_path: Path, repository: Path, name: str, version: int, force: bool) -> Path:
+    """Export the checkpoint's best model with its metrics, baselines and the reference.json of its calibration
+    split (training.reference)."""
     from training.export import export_model
     from training.presets import PRESETS
 
     checkpoint = load_checkpoint(checkpoint_path)
+    points = reference_points(checkpoint.data_config, checkpoint.model_config.likelihood)
     extra: dict = {"dataset": checkpoint.data_config.to_dict()}
     preset = PRESETS.get(name)
     if preset is not None and preset.data == checkpoint.data_config:
@@ -95,4 +99,50 @@ def run_export(checkpoint_path: Path, repository: Path, name: str, version: int,
         path = sidecar(checkpoint_path, kind)
         if path.exists():
             extra[kind] = json.loads(path.read_text())
-    return export_model(checkpoint.best_model(), repository, name, version, extra, force=force)
+    return export_model(checkpoint.best_model(), repository, name, version, extra, force=force, reference=points)
+
+
+def reference_points(data: DataConfig, likelihood: str):
+    """The calibration points of the data's test rows, or None (saying so) when the test split is too small."""
+    from training.reference import calibration_points
+
+    points = calibration_points(data, likelihood)
+    if len(points.x) == 0:
+        print(f"no reference.json: the test split of {data.source} has fewer than 2 rows, and the calibration "
+              "split takes half of them", file=sys.stderr)
+        return None
+    return points
+
+
+def run_reference(repository: Path, name: str, version: int, background: str | None = None) -> Path:
+    """(Re)write reference.json of <repository>/<name>/<version> from the data set its manifest names, as export
+    writes it; with `background` ("name:version" in the same repository), a likelihood-ratio reference."""
+    from modelrepo import load_manifest
+    from training.reference import write_loglik_reference, write_ratio_reference
+
+    folder = Path(repository) / name / str(version)
+    manifest = load_manifest(folder)
+    points = reference_points(manifest_data(manifest), manifest.likelihood.type)
+    if points is None:
+        raise ValueError(f"{folder}: no calibration points, so no reference")
+    if background is None:
+        return write_loglik_reference(manifest, folder, points)
+    background_folder = version_folder(repository, background)
+    return write_ratio_reference(manifest, folder, load_manifest(background_folder), background_folder, points)
+
+
+def manifest_data(manifest) -> DataConfig:
+    """The data set a version was trained on, as its manifest's "dataset" entry records it."""
+    recorded = getattr(manifest, "dataset", None)
+    if not isinstance(recorded, dict) or "source" not in recorded:
+        raise ValueError(f"{manifest.reference}: its manifest has no \"dataset\" entry naming its data, so its "
+                         "calibration split is unknown")
+    return DataConfig.from_dict(recorded)
+
+
+def version_folder(repository: Path, reference: str) -> Path:
+    """<repository>/<name>/<version> of "name:version"."""
+    name, _, version = reference.rpartition(":")
+    if not name or not version.isdigit():
+        raise ValueError(f"{reference!r}: name a version as name:version, e.g. digits-binary-background:1")
+    return Path(repository) / name / version

@@ -1,5 +1,6 @@
 """The shipped models' recipes: one preset per model in models/, built with `python -m training build`."""
 
+import dataclasses
 from dataclasses import dataclass
 
 from training.config import DataConfig, ModelConfig, TrainConfig
@@ -65,3 +66,17 @@ PRESETS = {
         target_loglik=-87.0,
     ),
 }
+
+
+def background_of(base: str, perturbation: float, inputs: str) -> Preset:
+    """A background model for likelihood ratios (Ren et al. 2019, training/background.py): the base preset's data,
+    architecture and training, its inputs perturbed at rate `perturbation` (chosen on validation: docs/TRAINING.md)."""
+    preset = PRESETS[base]
+    description = (f"The background model of {base} for likelihood ratios (Ren et al. 2019): the {base} recipe trained "
+                   f"on its {inputs} with each pixel flipped with probability {perturbation:g}, afresh each epoch.")
+    return Preset(description=description, data=preset.data, model=preset.model,
+                  train=dataclasses.replace(preset.train, perturbation=perturbation))
+
+
+PRESETS["digits-binary-background"] = background_of("digits-binary", 0.2, "training images")
+PRESETS["mnist-binary-background"] = background_of("mnist-binary", 0.2, "binarised training images")

@@ -41,8 +41,8 @@ def results_markdown(repository: Path) -> str:
         except ManifestError:
             continue
         metrics, name = getattr(manifest, "metrics", None) or {}, manifest.name
-        if "test_loglik" not in metrics:
-            continue
+        if "test_loglik" not in metrics or getattr(manifest, "graphs_of", None):
+            continue  # no figures, or another version's graphs under a second name (training/ratio.py)
         preset = PRESETS.get(name)
         target = f">= {preset.target_loglik:g}" if preset and preset.target_loglik is not None else ""
         loglik = metrics["test_loglik"]

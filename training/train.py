@@ -21,12 +21,15 @@ from training.aggressive import (
 )
 from training.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from training.config import DataConfig, ModelConfig, TrainConfig
-from training.data import Dataset
+from training.data import Dataset, perturb
 from training.evaluate import kl_and_posterior_mean
 from training.estimators import enumerates, exact_loglik, importance_sampled_loglik
 from training.information import mutual_information
 from training.model import VAE
 from training.objectives import check_compatible, training_loss
+
+
+PERTURBATION_STREAM = 1  # third word of the seed of an epoch's perturbation draws
 
 
 def epoch_seed(seed: int, epoch: int) -> int:
@@ -114,7 +117,11 @@ def train(
             break
         generator = torch.Generator().manual_seed(epoch_seed(train_config.seed, epoch))
         torch.manual_seed(epoch_seed(train_config.seed, epoch))  # modules' own noise (x-dropout), resumable too
-        x_epoch = flat(dataset.observe(train_raw, np.random.default_rng([train_config.seed, epoch])))
+        x_epoch = dataset.observe(train_raw, np.random.default_rng([train_config.seed, epoch]))
+        if train_config.perturbation:  # a stream of its own: the observed x are those of the unperturbed run
+            x_epoch = perturb(x_epoch, train_config.perturbation,
+                              np.random.default_rng([train_config.seed, epoch, PERTURBATION_STREAM]))
+        x_epoch = flat(x_epoch)
         order = torch.randperm(len(x_epoch), generator=generator)
         for group in optimizer.param_groups:
             group["lr"] = train_config.learning_rate_at(epoch)
