@@ -60,7 +60,7 @@ class DataFile:
             try:
                 rows = np.loadtxt(block, delimiter=",", ndmin=2)
             except ValueError as exc:
-                raise DataFileError(f"{self.path}: rows {start + 1}-{start + len(block)}: {exc}") from None
+                raise DataFileError(f"{self.path}: could not be read (rows {start + 1}-{start + len(block)}: {exc})") from None
             yield start, self._as_rows(rows)
             start += len(block)
 

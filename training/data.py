@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 from sklearn.model_selection import train_test_split
 
+from modelrepo.datafiles import DataFile, DataFileError
 from training.config import DataConfig, Likelihood
 from training.mnist import binarize, binarized_mnist_splits
 
@@ -150,38 +151,14 @@ def _load_digits(binary: bool) -> Dataset:
 
 
 def _read_rows(path: Path, key: str | None, data_shape: tuple[int, ...] | None) -> np.ndarray:
-    """(N, *data_shape) float32 from a .npy, .npz or .csv file."""
-    if not path.is_file():
-        raise DataError(f"{path}: no such file")
-    suffix = path.suffix.lower()
+    """(N, *data_shape) float32 from a .npy, .npz or .csv file (modelrepo.datafiles, as the service reads them)."""
     try:
-        if suffix == ".npy":
-            array = np.load(path, allow_pickle=False)
-        elif suffix == ".npz":
-            with np.load(path, allow_pickle=False) as archive:
-                names = list(archive.keys())
-                if key is None and len(names) != 1:
-                    raise DataError(f"{path}: holds arrays {names}; name one with --key")
-                if key is not None and key not in names:
-                    raise DataError(f"{path}: no array {key!r}; it holds {names}")
-                array = archive[key or names[0]]
-        elif suffix == ".csv":
-            array = _read_csv(path)
-        else:
-            raise DataError(f"{path}: unsupported file type {suffix!r}; use .npy, .npz or .csv")
-    except DataError:
-        raise
-    except (OSError, ValueError, EOFError) as exc:
-        raise DataError(f"{path}: could not be read ({exc})") from None
-    if not np.issubdtype(array.dtype, np.number) or np.iscomplexobj(array):
-        raise DataError(f"{path}: holds {array.dtype} values; numbers are needed")
-    if array.ndim == 0 or len(array) == 0:
-        raise DataError(f"{path}: is empty (no rows)")
-    if array.ndim == 1:
-        array = array[:, None]  # N scalar data points
+        array = DataFile(path, key).read()
+    except DataFileError as exc:
+        raise DataError(str(exc)) from None
     if data_shape is not None:
         array = _reshape(array, data_shape, str(path))
-    return array.astype(np.float32)
+    return array
 
 
 def _reshape(rows: np.ndarray, data_shape: tuple[int, ...], where: str) -> np.ndarray:
@@ -189,11 +166,3 @@ def _reshape(rows: np.ndarray, data_shape: tuple[int, ...], where: str) -> np.nd
     if per_row != int(np.prod(data_shape)):
         raise DataError(f"{where}: rows have {per_row} values, which cannot take data shape {list(data_shape)}")
     return rows.reshape(len(rows), *data_shape)
-
-
-def _read_csv(path: Path) -> np.ndarray:
-    try:
-        return np.loadtxt(path, delimiter=",", ndmin=2)
-    except ValueError:
-        # One header line is allowed; anything else that is not a number is an error.
-        return np.loadtxt(path, delimiter=",", ndmin=2, skiprows=1)

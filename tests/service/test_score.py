@@ -346,3 +346,25 @@ def test_score_answers_npz_and_takes_npy(tmp_path, make_client):
     as_json = score(client, "linear", x, fpr=0.1, features=True)
     np.testing.assert_array_equal(arrays["p_value"], as_json["p_value"])
     assert arrays["feature_scores"].shape == (3, 5) and json.loads(str(arrays["reference"]))["n"] == 19
+
+
+def test_every_shipped_model_answers_score_against_its_own_reference(make_client):
+    from pathlib import Path
+
+    from modelrepo.reference import parse_reference
+
+    root = Path(__file__).resolve().parents[2] / "models"
+    client = make_client(root, cache_min_work=256)
+    names = sorted(folder.name for folder in root.iterdir() if folder.is_dir())
+    assert {"digits", "digits-binary", "digits-mog", "digits-binary-discrete", "mnist-binary"} <= set(names)
+    for name in names:
+        version = client.get(f"/models/{name}").json()["versions"][-1]
+        assert version["scoring"] == {"ready": True}, name
+        reference = parse_reference((root / name / str(version["version"]) / "reference.json").read_bytes(), name)
+        size = math.prod(version["manifest"]["data_shape"])
+        point = np.zeros((1, size)) if version["manifest"]["likelihood"]["type"] == "bernoulli" else np.full((1, size), 0.5)
+        answer = score(client, name, point, fpr=0.05)
+        p_value, is_outlier, threshold = conformal_by_hand(reference.scores, answer["score"][0], 0.05)
+        assert answer["p_value"] == [pytest.approx(p_value, abs=1e-15)] and answer["threshold"] == threshold, name
+        assert answer["is_outlier"] == [is_outlier], name
+        assert ("background_loglik" in answer) == (reference.score == "likelihood_ratio"), name
