@@ -2,6 +2,7 @@
 
 import hashlib
 import json
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -78,6 +79,23 @@ class CategoricalLatent(BaseModel):
 
 
 Latent = Annotated[GaussianLatent | CategoricalLatent, Field(discriminator="type")]
+
+
+class Image(BaseModel):
+    """How a point is shown as an image (CONTRACT section 4): height x width pixels of `channels` (1 or 3), values
+    clipped to `range`. A point's values are the image's in C order of (channels, height, width)."""
+
+    model_config = ConfigDict(extra="allow")
+    height: PositiveInt
+    width: PositiveInt
+    channels: Literal[1, 3] = 1
+    range: tuple[FiniteFloat, FiniteFloat] = (0.0, 1.0)
+
+    @model_validator(mode="after")
+    def _range_is_an_interval(self) -> "Image":
+        if not self.range[0] < self.range[1]:
+            raise ValueError(f"image.range: [{self.range[0]:g}, {self.range[1]:g}] must be [lo, hi] with lo < hi")
+        return self
 
 
 class _PriorKeys(BaseModel):
@@ -157,6 +175,8 @@ class Manifest(BaseModel):
     encoder: str
     decoder: str
     sha256: dict[str, str] | None = Field(None, description="Optional: file name -> sha256 (64 hex digits).")
+    image: Image | None = Field(None, description="Optional: how to show a point as an image; implied for data_shape "
+                                "[H, W], [1, H, W] and [3, H, W].")
 
     @field_validator("sha256", mode="before")
     @classmethod
@@ -189,6 +209,27 @@ class Manifest(BaseModel):
         if isinstance(self.latent, CategoricalLatent):
             return self.latent.groups, self.latent.categories
         return (self.latent_dim,)
+
+    @property
+    def image_layout(self) -> Image | None:
+        """The image a point is shown as: the manifest's `image`, or the one its data_shape implies; None if neither."""
+        if self.image is not None:
+            return self.image
+        shape = self.data_shape
+        if len(shape) == 2:
+            return Image(height=shape[0], width=shape[1])
+        if len(shape) == 3 and shape[0] in (1, 3):
+            return Image(height=shape[1], width=shape[2], channels=shape[0])
+        return None
+
+    @model_validator(mode="after")
+    def _image_holds_a_point(self) -> "Manifest":
+        image = self.image
+        if image is not None and image.height * image.width * image.channels != math.prod(self.data_shape):
+            raise ValueError(f"image: {image.height} x {image.width} x {image.channels} channel(s) is "
+                             f"{image.height * image.width * image.channels} values, but a point has "
+                             f"prod(data_shape) = {math.prod(self.data_shape)}; make height x width x channels equal it")
+        return self
 
     @model_validator(mode="after")
     def _latent_and_prior_agree(self) -> "Manifest":

@@ -128,3 +128,10 @@ class ScoringUnavailable(ServiceError):
     (service.engine.repository). Every other call of the version keeps serving."""
 
     status_code = 409
+
+
+class NotAcceptable(ServiceError):
+    """Accept: image/png for a model that has no image shape (manifest key `image`, or a data_shape that implies
+    one) (service.dataplane)."""
+
+    status_code = 406

@@ -11,6 +11,8 @@ import asyncio
 import numpy as np
 
 from modelrepo.contract import EXACT, IMPORTANCE
+from modelrepo.manifest import Image
+from modelrepo.paths import latent_path
 from service.dataplane.cache import Cache
 from service.dataplane.executor import Executor
 from service.dataplane.inputs import check_limit, check_probability_range, parse_batch
@@ -19,7 +21,7 @@ from service.dataplane.results import CachedResults
 from service.dataplane.scoring import Scored, score_points, threshold_for
 from service.engine.engine import ModelEngine
 from service.engine.repository import ModelRepository
-from service.errors import InvalidInput, ModelNotFound, ScoringUnavailable
+from service.errors import InvalidInput, ModelNotFound, NotAcceptable, ScoringUnavailable
 from service.metrics import Metrics
 from service.settings import Settings
 from service.types import LoglikPlan, Result
@@ -70,6 +72,38 @@ class DataPlane:
             job = Job(engine, "decode", {}, rows, n, lambda rows, _: engine.decode(rows), work=n, values=n * size,
                       run=("decoder",))
         return engine.ref, await self.results.answer(job)
+
+    def image_of(self, reference: str | None) -> Image:
+        """How the model shows a point as a picture; 406 when it has no image shape (before any work is done)."""
+        engine = self.model(reference)
+        if engine.image is None:
+            raise NotAcceptable(f"Accept: image/png: model {engine.ref} has no image shape (data_shape "
+                                f"{list(engine.data_shape)}); its manifest needs the key \"image\": "
+                                '{"height": H, "width": W, "channels": 1 or 3}, or ask for application/json')
+        return engine.image
+
+    async def interpolate(self, reference: str | None, x: list | np.ndarray | None, z: list | np.ndarray | None,
+                          steps: int, path: str, seed: int | None = None) -> tuple[str, Result]:
+        """A path of `steps` latents between two points (their encoder means, from x) or two latents (z), and
+        what /decode answers for it: z (steps, L) and x, its mean (steps, *data_shape)."""
+        engine = self.model(reference)
+        if engine.categorical:
+            raise InvalidInput(f"model {engine.ref} has categorical latents: a path between one-hot points passes "
+                               "through values that are not latents of the model; /interpolate takes Gaussian "
+                               "latents only")
+        if (x is None) == (z is None):
+            raise InvalidInput("x, z: send the two ends as x (two data points, encoded to their means) or as z "
+                               "(two latent points), one of them")
+        if x is not None:
+            rows = self._data_points(engine, x)
+            _check_two(rows, "x")
+            ends = (await self.encode(engine.ref, rows, 0, None))[1]["mu"]  # (2, L)
+        else:
+            ends = parse_batch(z, engine.latent_shape, "z", self.settings.max_batch)
+            _check_two(ends, "z")
+        latents = latent_path(ends[0], ends[1], steps, path).astype(np.float32)  # (steps, L)
+        _, decoded = await self.decode(engine.ref, latents, seed)
+        return engine.ref, {"z": latents, "x": decoded["mean"]}
 
     async def sample(self, reference: str | None, n: int, seed: int | None, temperature: float,
                      mode: str) -> tuple[str, Result]:
@@ -189,3 +223,8 @@ class DataPlane:
         if engine.likelihood_type == "bernoulli":
             check_probability_range(rows, "x")
         return rows
+
+
+def _check_two(points: np.ndarray, field: str) -> None:
+    if len(points) != 2:
+        raise InvalidInput(f"{field}: {len(points)} points; a path needs exactly 2, its two ends")

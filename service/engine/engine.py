@@ -61,6 +61,7 @@ class ModelEngine:
         self.likelihood_type = manifest.likelihood.type
         self.categorical = manifest.latent.type == CATEGORICAL_LATENT
         self.autoregressive = manifest.likelihood.autoregressive  # the decoder takes (z, x): x is drawn in order
+        self.image = manifest.image_layout  # how a point is shown as a picture (modelrepo.pictures), or None
         if self.autoregressive and self.categorical:
             raise GraphMismatch("likelihood.autoregressive with categorical latents is not served (the exact sum over "
                                 "z and the categorical estimate decode z alone); use Gaussian latents for an "

@@ -1,7 +1,8 @@
 """Request and reply codecs: JSON (the default) or NumPy binary in, JSON or .npz out.
 
 A request's array goes as JSON (inside the object) or as an application/x-npy body with the other fields in
-the query string; `Accept: application/x-npz` asks for every field of the response in one .npz archive.
+the query string; `Accept: application/x-npz` asks for every field of the response in one .npz archive, and
+`Accept: image/png` (/sample, /decode, /interpolate) for the points as one picture.
 The raw body is parsed here with orjson and validated by the request model: FastAPI's own body handling
 costs more than a small model's whole run. GET /loglik's point comes as comma-separated text (parse_csv_point).
 """
@@ -19,7 +20,7 @@ from pydantic import BaseModel, ValidationError
 from starlette.types import Scope
 
 from service.errors import InvalidInput, UnreadableBody, UnsupportedMediaType
-from service.http.payloads import NPY, NPZ, read_npy, write_npz
+from service.http.payloads import NPY, NPZ, PNG, read_npy, write_npz, write_png
 from service.http.replies import JSON, Reply
 
 
@@ -90,6 +91,15 @@ def reply(call: Call, content: dict) -> Reply:
     if NPZ in call.accept:
         return Reply(write_npz(content), NPZ)
     return Reply(orjson.dumps(content, option=orjson.OPT_SERIALIZE_NUMPY))
+
+
+def wants_png(call: Call) -> bool:
+    return PNG in call.accept
+
+
+def png_reply(points, image) -> Reply:
+    """The points (n, *data_shape) as one PNG grid (CONTRACT section 4)."""
+    return Reply(write_png(points, image), PNG)
 
 
 def _is_json(media_type: str) -> bool:

@@ -1,4 +1,5 @@
-"""Binary payloads: NumPy's .npy for a request's array, .npz for a response's arrays; never pickles.
+"""Binary payloads: NumPy's .npy for a request's array, .npz for a response's arrays (never pickles), and PNG
+grids of points shown as images (modelrepo.pictures, written by Pillow).
 
 A .npy body is read by its header alone (dtype, shape, order), checked, then viewed in place: a malformed,
 truncated or oversized body is a 400, not a crash, and nothing in it is ever executed.
@@ -8,11 +9,14 @@ import io
 import math
 
 import numpy as np
+from PIL import Image as PillowImage
 
+from modelrepo.manifest import Image
+from modelrepo.pictures import grid
 from service.dataplane.inputs import NUMERIC_KINDS
 from service.errors import UnreadableBody
 
-NPY, NPZ = "application/x-npy", "application/x-npz"
+NPY, NPZ, PNG = "application/x-npy", "application/x-npz", "image/png"
 MAX_HEADER_BYTES = 10_000
 
 
@@ -41,4 +45,14 @@ def write_npz(content: dict) -> bytes:
     """Every field of a response as one array of an uncompressed .npz (strings as 0-d unicode arrays)."""
     buffer = io.BytesIO()
     np.savez(buffer, **{name: np.asarray(value) for name, value in content.items()})
+    return buffer.getvalue()
+
+
+def write_png(points: np.ndarray, image: Image) -> bytes:
+    """points (n, *data_shape) -> one PNG: their grid (modelrepo.pictures.grid), grey or RGB."""
+    pixels = grid(points, image)  # (rows * H, columns * W, C) uint8
+    picture = PillowImage.fromarray(pixels[..., 0] if image.channels == 1 else pixels, "L" if image.channels == 1
+                                    else "RGB")
+    buffer = io.BytesIO()
+    picture.save(buffer, format="PNG")
     return buffer.getvalue()

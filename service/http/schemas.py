@@ -190,6 +190,30 @@ class ScorePointResponse(BaseModel):
     feature_scores: list[Any] | None = Field(None, description="With features: [*data_shape].")
 
 
+MAX_STEPS = 256
+
+
+class InterpolateRequest(Request):
+    model: str | None = ModelField
+    x: Points | None = Field(None, description="The two ends as data points: the path runs between their encoder "
+                             "means. Send x or z.")
+    z: Latents | None = Field(None, description="The two ends as latent points, [2][latent_dim]. Send x or z.")
+    steps: WholeNumber = Field(8, ge=2, le=MAX_STEPS, description="Points on the path, both ends included.")
+    path: Literal["linear", "spherical"] = Field("linear", description="linear: (1 - t) z_a + t z_b; spherical: "
+                                                 "slerp, sin((1 - t) theta) / sin theta z_a + sin(t theta) / sin "
+                                                 "theta z_b (linear when theta is 0 or pi).")
+    seed: Seed | None = Field(None, description="Autoregressive models: the seed of /decode's draws of x given z.")
+
+    model_config = ConfigDict(extra="forbid", strict=True, json_schema_extra={
+        "examples": [{"model": "digits", "z": [[0.0] * 8, [1.0] * 8], "steps": 8, "path": "spherical"}]})
+
+
+class InterpolateResponse(BaseModel):
+    model: str
+    z: list[list[float]] = Field(..., description="[steps][latent_dim], from one end to the other.")
+    x: list[Any] = Field(..., description="What /decode answers for z (its mean), [steps, *data_shape].")
+
+
 class EncodeResponse(BaseModel):
     model: str = Field(..., examples=["digits:1"])
     mu: list[list[float]] | None = Field(None, description="[N][latent_dim] (Gaussian latents).")

@@ -3,7 +3,7 @@ their bodies themselves (both media types, and the query parameters of an applic
 
 from pydantic import BaseModel
 
-from service.http.payloads import NPY, NPZ
+from service.http.payloads import NPY, NPZ, PNG
 from service.http.schemas import ErrorResponse
 
 BINARY = {"type": "string", "format": "binary"}
@@ -14,6 +14,10 @@ ERRORS: dict[int | str, dict] = {
     415: {"model": ErrorResponse, "description": "A content-type other than application/json or application/x-npy."},
     422: {"model": ErrorResponse, "description": "A field's value cannot be used; the message names it."},
     503: {"model": ErrorResponse, "description": "The model exists but failed to load."},
+}
+PICTURE_ERRORS: dict[int | str, dict] = {
+    406: {"model": ErrorResponse, "description": "Accept: image/png for a model without an image shape (manifest key "
+          "image)."},
 }
 SCORE_ERRORS: dict[int | str, dict] = {
     **ERRORS,
@@ -51,3 +55,10 @@ def binary_response(description: str) -> dict:
     return {200: {"content": {NPZ: {"schema": {**BINARY, "description": description}}}}}
 
 
+
+
+def binary_response_or_picture(arrays: str, picture: str) -> dict:
+    """An .npz of the arrays, or with Accept: image/png one PNG (CONTRACT section 4: each pixel
+    round(255 (clip(v, lo, hi) - lo) / (hi - lo)), no borders, no scaling)."""
+    return {200: {"content": {NPZ: {"schema": {**BINARY, "description": arrays}},
+                              PNG: {"schema": {**BINARY, "description": picture}}}}}

@@ -1,12 +1,13 @@
 from fastapi import APIRouter
 
 from service.dataplane.dataplane import DataPlane
-from service.http.codecs import Call, parse_json_request, reply
+from service.http.codecs import Call, parse_json_request, png_reply, reply, wants_png
 from service.http.direct import direct
 from service.http.replies import Reply
 from service.http.routes.documentation import (
     ERRORS,
-    binary_response,
+    PICTURE_ERRORS,
+    binary_response_or_picture,
     json_body_documentation,
 )
 from service.http.schemas import SampleRequest, SampleResponse
@@ -15,12 +16,18 @@ router = APIRouter(tags=["generation"], responses=ERRORS)
 
 
 async def sample_model(dataplane: DataPlane, call: Call) -> Reply:
-    """Draw z from the model's prior (at the given temperature) and decode it."""
+    """Draw z from the model's prior (at the given temperature) and decode it. Accept: image/png answers x as one
+    picture."""
     body = parse_json_request(call, SampleRequest)
+    image = dataplane.image_of(body.model) if wants_png(call) else None
     model, result = await dataplane.sample(body.model, body.n, body.seed, body.temperature, body.mode)
+    if image is not None:
+        return png_reply(result["x"], image)
     return reply(call, {"model": model, **result})
 
 
 router.post("/sample", response_model=SampleResponse, response_model_exclude_none=True,
-            responses=binary_response("z and x (and, for autoregressive models, the parameters at x) as arrays."),
+            responses={**PICTURE_ERRORS, **binary_response_or_picture(
+                "z and x (and, for autoregressive models, the parameters at x) as arrays.",
+                "x as one grid of ceil(sqrt(n)) columns.")},
             openapi_extra=json_body_documentation(SampleRequest, "How many draws, and how."))(direct(sample_model))
