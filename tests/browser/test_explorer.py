@@ -143,7 +143,7 @@ def test_the_anomaly_view_shows_the_services_score_and_its_feature_scores_over_t
     text = explorer.page.locator("#anomaly table.score").inner_text()
     assert f"{answer['p_value'][0]:.4f}" in text and f"{answer['loglik'][0]:.2f}" in text
     assert f"{answer['threshold']:.2f}" in text and answer["reference"]["data"] in text
-    verdict = "outlier at fpr 0.01" if answer["is_outlier"][0] else "not an outlier at fpr 0.01"
+    verdict = "an outlier at fpr 0.01" if answer["is_outlier"][0] else "not an outlier at fpr 0.01"
     assert explorer.page.locator("#anomaly .badge").inner_text() == verdict
 
     point, heat, overlay = explorer.canvas_pixels("#anomaly .tiles canvas")

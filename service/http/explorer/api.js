@@ -34,7 +34,9 @@ export class Api {
       let detail = `${response.status} ${response.statusText}`;
       try {
         const answer = await response.json();
-        if (answer.detail !== undefined) detail = typeof answer.detail === "string" ? answer.detail : JSON.stringify(answer.detail);
+        if (answer.detail !== undefined) {
+          detail = typeof answer.detail === "string" ? answer.detail : JSON.stringify(answer.detail);
+        }
       } catch { /* not the contract's JSON error: keep the status line */ }
       throw new ApiError(response.status, detail);
     }

@@ -29,7 +29,8 @@ function modelSummary(model) {
   const shown = model.layout
     ? `shown as ${model.layout.height}×${model.layout.width}${model.layout.channels === 3 ? " RGB" : ""} images`
     : "shown as numbers (no image shape in the manifest)";
-  const reference = model.reference ? `reference: ${model.reference.n} points (${model.reference.score})` : "no reference";
+  const reference = model.reference
+    ? `reference: ${model.reference.n} points (${model.reference.score})` : "no reference";
   const parts = [`data_shape [${m.data_shape}]`, `latent ${latent}`, `${m.likelihood.type} likelihood`,
                  `prior ${m.prior?.type ?? "standard_normal"}`, shown, reference];
   return `${m.description ? m.description + " " : ""}${parts.join(" · ")}`;
@@ -51,7 +52,7 @@ async function runView(id, work) {
   } catch (error) {
     if (!current()) return;
     output.replaceChildren();
-    if (error instanceof ApiError) { // the service's own refusal (a 409 without a reference, a 422's reason): as it says
+    if (error instanceof ApiError) { // the service's refusal (a 409 without a reference, a 422): in its words
       status.className = "status refusal";
       status.textContent = `The service answered ${error.status}: ${error.detail}`;
     } else {
@@ -137,7 +138,7 @@ async function loadModels() {
   if (models.length === 0) throw new Error("the service serves no model yet (GET /models lists none ready)");
   const select = $("model");
   select.replaceChildren(...models.map((model) => new Option(model.ref, model.ref)));
-  select.disabled = false;
+  $("model-picker").hidden = false;
   const wanted = new URLSearchParams(location.hash.slice(1)).get("model");
   const fallback = listing.models.find((entry) => entry.name === listing.default_model);
   const chosen = models.find((model) => model.ref === wanted || model.ref.split(":")[0] === wanted)
@@ -152,6 +153,7 @@ async function loadModels() {
 
 function askForKey(problem) {
   $("views").hidden = true;
+  $("model-picker").hidden = true;
   $("key-state").hidden = true;
   $("key-form").hidden = false;
   const error = $("key-error");
@@ -185,7 +187,9 @@ $("sample-new-seed").addEventListener("click", () => {
   $("sample-seed").value = String(Math.floor(Math.random() * 1e6));
   refresh.samples();
 });
-for (const id of ["sample-n", "sample-temperature", "sample-seed", "sample-mode"]) $(id).addEventListener("change", refresh.samples);
+for (const id of ["sample-n", "sample-temperature", "sample-seed", "sample-mode"]) {
+  $(id).addEventListener("change", refresh.samples);
+}
 for (const id of ["points-n", "points-seed"]) $(id).addEventListener("change", refresh.points);
 $("points-draw").addEventListener("click", refresh.points);
 $("points-file").addEventListener("change", (event) => {

@@ -23,7 +23,10 @@ export function linePlot(seriesList, { width = 160, height = 60, range, title } 
   svg.append(svgElement("rect", { x: 0, y: 0, width, height, class: "frame" }));
   seriesList.forEach((series, k) => {
     const step = series.length > 1 ? (width - 4) / (series.length - 1) : 0;
-    const points = series.map((v, i) => `${(2 + i * step).toFixed(1)},${(height - 2 - ((v - lo) / (hi - lo)) * (height - 4)).toFixed(1)}`);
+    const points = series.map((v, i) => {
+      const x = 2 + i * step, y = height - 2 - ((v - lo) / (hi - lo)) * (height - 4);
+      return `${x.toFixed(1)},${y.toFixed(1)}`;
+    });
     svg.append(svgElement("polyline", { points: points.join(" "), class: `series-${k}` }));
   });
   return svg;
@@ -42,6 +45,14 @@ export function barPlot(values, { width = 480, height = 120, title } = {}) {
     svg.append(svgElement("rect", { x: 2 + i * barWidth, y: top, width: Math.max(barWidth - 1, 1),
                                     height: Math.max(Math.abs(y(v) - y(0)), 0.5), class: "bar" }));
   });
+  const label = (text, x, yText, anchor) => {
+    const node = svgElement("text", { x, y: yText, "text-anchor": anchor, class: "label" });
+    node.textContent = text;
+    svg.append(node);
+  };
+  label(hi.toPrecision(3), 6, 13, "start");
+  if (lo < 0) label(lo.toPrecision(3), 6, height - 5, "start");
+  label(`${values.length} features →`, width - 6, 13, "end");
   return svg;
 }
 

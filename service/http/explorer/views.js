@@ -146,7 +146,8 @@ export function markSelected(output, selected) {
 export async function showInterpolation(api, state, output, current) {
   const model = state.model;
   const last = state.points.length - 1;
-  const from = Math.min(Math.max(number("interp-from"), 0), last), to = Math.min(Math.max(number("interp-to"), 0), last);
+  const clamp = (id) => Math.min(Math.max(number(id), 0), last);
+  const from = clamp("interp-from"), to = clamp("interp-to");
   const body = { model: model.ref, x: [state.points[from], state.points[to]], steps: number("interp-steps"),
                  path: value("interp-path") };
   const caption = `${body.steps} steps on a ${body.path} path between the encoder means of point #${from} and #${to}`;
@@ -173,7 +174,7 @@ export async function showInterpolation(api, state, output, current) {
 
 // --- the latent map ----------------------------------------------------------------------------------------------
 
-const MAP_SIZE = 360, MARGIN = 16;
+const MAP_SIZE = 300, MARGIN = 14;
 
 export async function showMap(api, state, output, current, actions) {
   const model = state.model, rows = state.latents;
@@ -223,10 +224,10 @@ export async function showMap(api, state, output, current, actions) {
     try {
       let content;
       if (model.layout) {
-        [content] = await tilesOf(await api.picture("decode", body), 1, model.layout, scaleFor(model.layout, 160));
+        [content] = await tilesOf(await api.picture("decode", body), 1, model.layout, scaleFor(model.layout, 128));
       } else {
         const answer = await api.post("decode", body);
-        content = linePlot([flat((answer.x ?? answer.mean)[0])], { width: 240, height: 100 });
+        content = linePlot([flat((answer.x ?? answer.mean)[0])], { width: 150, height: 90 });
       }
       if (generation !== decodeGeneration) return;
       const use = element("button", { type: "button", textContent: "use as a point" });
@@ -266,8 +267,8 @@ export async function showMap(api, state, output, current, actions) {
   if (!current()) return;
   draw();
   const axes = element("p", { className: "note",
-    textContent: `horizontal: PC1 (${(100 * pca.shares[0]).toFixed(0)} % of the variance), vertical: PC2 ` +
-                 `(${(100 * pca.shares[1]).toFixed(0)} %)` });
+    textContent: `→ PC1, ${(100 * pca.shares[0]).toFixed(0)} % of the variance; ↑ PC2, ` +
+                 `${(100 * pca.shares[1]).toFixed(0)} %` });
   output.replaceChildren(element("div", { className: "side-by-side" }, element("div", {}, canvas, axes), decodedPanel));
   const space = model.categorical ? "the probabilities of q(z|x), every group's" : "the encoder means";
   return `${rows.length} points: ${space}, ${rows[0].length} numbers each`;
@@ -280,7 +281,7 @@ function scoreTable(answer) {
   const outlier = answer.is_outlier[0];
   const rows = [
     ["verdict", element("span", { className: outlier ? "badge outlier" : "badge inlier",
-                                  textContent: outlier ? `outlier at fpr ${answer.fpr}` : `not an outlier at fpr ${answer.fpr}` })],
+                                  textContent: `${outlier ? "" : "not "}an outlier at fpr ${answer.fpr}` })],
     ["p-value", fixed(answer.p_value[0], 4)],
     [`score (${reference.score})`, fixed(answer.score[0], 2)],
     ["threshold", fixed(answer.threshold, 2)],
