@@ -20,7 +20,7 @@ from service.engine.sessions import providers_for
 from service.errors import ServiceError
 from service.http.front import ServiceApp
 from service.http.replies import ArrayJSONResponse, error_reply, validation_reply
-from service.http.routes import admin, health, latents, loglik, models, sample, score
+from service.http.routes import admin, explorer, health, latents, loglik, models, sample, score
 from service.http.security import describe_bearer_keys
 from service.metrics import Metrics
 from service.settings import Settings
@@ -28,7 +28,9 @@ from service.settings import Settings
 log = logging.getLogger("service")
 DESCRIPTION = (
     "Serve Variational Autoencoders: encode data into latents, decode latents, draw samples, and score data "
-    "by its importance-sampled log-likelihood log p(x). Models come from a `vae-onnx/1` repository."
+    "by its importance-sampled log-likelihood log p(x). Models come from a `vae-onnx/1` repository.\n\n"
+    "[The explorer](explore) (`/explore`) shows each model's samples, reconstructions, interpolations, latent map "
+    "and anomaly scores in the browser, through this API."
 )
 
 
@@ -68,7 +70,7 @@ def create_app(settings: Settings | None = None) -> ServiceApp:
     api.state.metrics = metrics
     api.add_exception_handler(ServiceError, _service_error)
     api.add_exception_handler(RequestValidationError, _validation_error)
-    for module in (latents, sample, loglik, score, models, health, admin):
+    for module in (latents, sample, loglik, score, models, health, admin, explorer):
         api.include_router(module.router)
     api.openapi = lambda: api.openapi_schema or describe_bearer_keys(FastAPI.openapi(api))
     front = ServiceApp(api, [latents.router, sample.router, loglik.router, score.router], metrics)

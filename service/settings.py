@@ -117,8 +117,9 @@ class Settings(BaseSettings):
                              "Off by default: at thousands of requests a second it costs more CPU than a small "
                              "model's run; /metrics counts and times every request either way.")
     api_keys: Annotated[list[SecretStr], NoDecode] = Field(
-        default_factory=list, description="Comma-separated API keys; when set, every route but /health/* "
-        "and the docs (/docs, /redoc, /openapi.json) needs `Authorization: Bearer <key>`. Unset: open.")
+        default_factory=list, description="Comma-separated API keys; when set, every route but /health/*, "
+        "the docs (/docs, /redoc, /openapi.json) and the explorer page's files (/explore) needs "
+        "`Authorization: Bearer <key>`. Unset: open.")
     allowed_hosts: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="Comma-separated host names the service answers to (the Host header "
         "without its port; `*.example.com` for its subdomains); any other Host gets 400, which stops DNS "
