@@ -41,6 +41,19 @@ def machine() -> str:
     return f"{platform.machine()}, {os.cpu_count()} cores, OMP_NUM_THREADS={threads}, Python {platform.python_version()}"
 
 
+def repository_provenance(root: Path) -> str:
+    """Where the model repository's files come from in git: ", the models of branch B at commit C" (and whether they
+    differ from it), or nothing outside a git work tree."""
+    import subprocess
+
+    git = lambda *args: subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True).stdout.strip()
+    commit = git("rev-parse", "--short", "HEAD")
+    if not commit:
+        return ""
+    dirty = ", with uncommitted changes" if git("status", "--porcelain", "--", ".") else ""
+    return f", the models of branch {git('rev-parse', '--abbrev-ref', 'HEAD')} at {commit}{dirty}"
+
+
 def open_repository(root: Path):
     from service.engine.options import EngineOptions
     from service.engine.repository import ModelRepository
@@ -58,8 +71,8 @@ def run_validity(args, repository, cache) -> str:
     started = time.perf_counter()
     rows = validity(repository, cache)
     took = time.perf_counter() - started
-    return (f"`python bench/anomaly_study.py --parts validity --repository {args.repository_label}` on {args.date} "
-            f"({machine()}; {took:.0f} s with the scores cache as it was). Each version's evaluation rows "
+    return (f"`python bench/anomaly_study.py --parts validity --repository {args.repository_label}`"
+            f"{args.provenance}, on {args.date} ({machine()}; {took:.0f} s with the scores cache as it was). Each version's evaluation rows "
             f"(`training.data.calibration_split`: the test rows outside the calibration split its reference was made "
             f"from) scored as `/score` scores them, with the reference's k and seed; flagged = p_value <= fpr for fpr "
             f"in {', '.join(f'{f:g}' for f in FPRS)}. m / (n + 1) is the rate the conformal p-value delivers on "
@@ -75,7 +88,8 @@ def run_detection(args, repository, cache) -> str:
     tables = detection(repository, cache, args.runs / "baselines", args.points)
     took = time.perf_counter() - started
     return (f"`python bench/anomaly_study.py --parts detection --repository {args.repository_label} --points "
-            f"{args.points}` on {args.date} ({machine()}; {took:.0f} s with the caches as they were). Each cell: "
+            f"{args.points}`{args.provenance}, on {args.date} ({machine()}; {took:.0f} s with the caches as they "
+            f"were). Each cell: "
             f"AUROC / FPR at 95% TPR, the out-of-distribution points the positive class, every score oriented so "
             f"that high = anomalous; an AUROC in bold is below 0.5 (the score ranks that set as more normal than "
             f"the model's own held-out data).\n\n" + report.detection_tables(tables))
@@ -125,6 +139,7 @@ def main() -> None:
     args.date = datetime.date.today().isoformat()
     args.repository_label = os.path.relpath(args.repository.resolve(), ROOT) \
         if args.repository.resolve().is_relative_to(ROOT) else str(args.repository)
+    args.provenance = repository_provenance(args.repository)
     sections = {}
     if "validity" in parts or "detection" in parts:
         from bench.anomaly.scores import ScoreCache

@@ -12,7 +12,7 @@ from scipy import stats
 
 from bench.anomaly import report
 from bench.anomaly.data import LabelledMnist, held_out
-from bench.anomaly.metrics import auroc, clopper_pearson, fpr_at_tpr
+from bench.anomaly.metrics import auroc, clopper_pearson, conformal_flag_range, fpr_at_tpr
 from bench.anomaly.oneclass import OneClassConfig, finished_results, run_class, run_classes
 from bench.anomaly.scores import ScoreCache
 from bench.anomaly.transforms import (
@@ -149,6 +149,26 @@ def test_clopper_pearson_is_the_beta_quantiles():
     assert high == pytest.approx(stats.beta.ppf(0.975, 4, 17), rel=1e-6)
     low, high = clopper_pearson(0, 225)
     assert low == 0.0 and high == pytest.approx(1 - 0.025 ** (1 / 225), rel=1e-6)
+
+
+def test_the_flag_range_is_what_exchangeable_points_give():
+    """Simulated references and new points, all exchangeable: the count flagged by the conformal p-value
+    (modelrepo.reference.ConformalScores) falls in the predicted 95% range about 95% of the time, not far less."""
+    from modelrepo.reference import ConformalScores
+
+    n, points, fpr, rounds = 40, 30, 0.1, 2000
+    rng = np.random.default_rng(5)
+    inside = 0
+    for _ in range(rounds):
+        conformal = ConformalScores(rng.normal(size=n))
+        flagged = int(np.sum(conformal.p_values(rng.normal(size=points)) <= fpr))
+        low, high = conformal_flag_range(conformal.rank_for(fpr), n, points)
+        inside += low <= flagged <= high
+    assert 0.93 <= inside / rounds <= 1.0
+    assert conformal_flag_range(0, 10, 30) == (0, 0)  # fpr below 1 / (n + 1): nothing can be flagged
+    # A fixed flag probability of 0.3 instead (an invalid p-value): far outside the range of m / (n + 1) = 0.1
+    low, high = conformal_flag_range(4, n - 1, 1000)
+    assert high < 300
 
 
 # --- the one-class runner --------------------------------------------------------------------------------------

@@ -109,7 +109,7 @@ def detection(repository: ModelRepository, cache: ScoreCache, baselines_folder: 
         if not engine.autoregressive:  # an autoregressive decoder has no E[x | z] to reconstruct with
             scorers[RECONSTRUCTION] = lambda x: reconstruction_error(engine, x, cache)
         for baseline in fitted_baselines(split.dataset, manifest, baselines_folder):
-            scorers[f"-log p(x), {baseline.name} ({baseline.chosen})"] = lambda x, b=baseline: -b.log_prob(flat(x))
+            scorers[f"{baseline.name}, {baseline.chosen}"] = lambda x, b=baseline: -b.log_prob(flat(x))
         normal_scores = {name: score(normal) for name, score in scorers.items()}
         rows = []
         for set_name, points in sets.items():

@@ -2,7 +2,7 @@
 score passed here is an anomaly score: high = anomalous (pass -log p(x), not log p(x))."""
 
 import numpy as np
-from scipy.stats import binomtest
+from scipy.stats import betabinom, binomtest
 from sklearn.metrics import roc_auc_score, roc_curve
 
 TARGET_TPR = 0.95
@@ -31,3 +31,14 @@ def clopper_pearson(successes: int, trials: int, level: float = 0.95) -> tuple[f
     """The exact (Clopper-Pearson) binomial interval of a proportion."""
     interval = binomtest(int(successes), int(trials)).proportion_ci(confidence_level=level, method="exact")
     return float(interval.low), float(interval.high)
+
+
+def conformal_flag_range(m: int, n: int, points: int, level: float = 0.95) -> tuple[int, int]:
+    """How many of `points` new exchangeable points are flagged when p-values from a reference of n scores are
+    exactly valid (continuous scores): given the reference, each is flagged with probability F(s_(m)) ~ Beta(m,
+    n + 1 - m); over references the count is Beta-Binomial(points, m, n + 1 - m). Its central `level` range."""
+    if m == 0:
+        return 0, 0
+    law = betabinom(points, m, n + 1 - m)
+    tail = (1 - level) / 2
+    return int(law.ppf(tail)), int(law.ppf(1 - tail))

@@ -26,12 +26,14 @@ def percent(value: float) -> str:
 
 def validity_table(rows) -> str:
     header = ["model", "score", "reference", "n ref.", "k", "n eval.", "fpr", "m / (n + 1)", "flagged",
-              "observed FPR", "95% CI (Clopper-Pearson)", "reference reproduced"]
+              "observed FPR", "95% CI (Clopper-Pearson)", "flagged if valid (95%)", "reference reproduced"]
     body = []
     for r in rows:
+        low, high = r.expected_range
+        inside = "" if low <= r.flagged <= high else " (outside)"
         body.append([r.model, r.score, r.origin, str(r.n_reference), str(r.k), str(r.n_evaluation), f"{r.fpr:g}",
                      f"{r.bound:.4f}", str(r.flagged), percent(r.observed), f"[{percent(r.low)}, {percent(r.high)}]",
-                     "-" if r.reproduced is None else f"{r.reproduced:.1e} nats"])
+                     f"{low}-{high}{inside}", "-" if r.reproduced is None else f"{r.reproduced:.1e} nats"])
     return table(header, body)
 
 

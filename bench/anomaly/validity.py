@@ -5,7 +5,8 @@ fpr, is_outlier = p_value <= fpr, with its exact binomial interval.
 For exchangeable points the guarantee is marginal: P(p <= fpr) = m / (n + 1) <= fpr with m = floor(fpr (n + 1)),
 averaged over the draw of the reference too. Given one fixed reference the rate is a random variable (a Beta(m,
 n + 1 - m) draw over references), so with a small reference the observed rate scatters around m / (n + 1) by more
-than the binomial interval of the evaluation rows alone says.
+than the binomial interval of the evaluation rows alone says: the count flagged among M evaluation points is then
+Beta-Binomial(M, m, n + 1 - m), and its central 95% range is what "valid" predicts (metrics.conformal_flag_range).
 """
 
 from dataclasses import dataclass
@@ -14,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.anomaly.data import held_out
-from bench.anomaly.metrics import clopper_pearson
+from bench.anomaly.metrics import clopper_pearson, conformal_flag_range
 from bench.anomaly.scores import ScoreCache, loglik
 from modelrepo.contract import LIKELIHOOD_RATIO
 from modelrepo.reference import ConformalScores
@@ -89,6 +90,7 @@ class ValidityRow:
     flagged: int
     low: float
     high: float
+    expected_range: tuple[int, int]  # flagged counts, the central 95% of Beta-Binomial(M, m, n + 1 - m)
     reproduced: float | None
 
     @property
@@ -107,7 +109,8 @@ def validity(repository: ModelRepository, cache: ScoreCache, fprs=FPRS, log=prin
             for fpr in fprs:
                 flagged = int(np.sum(p_values <= fpr))
                 low, high = clopper_pearson(flagged, len(p_values))
-                rows.append(ValidityRow(engine.ref, made.score_name, made.origin, made.conformal.n, made.k,
-                                        len(p_values), fpr, made.conformal.rank_for(fpr) / (made.conformal.n + 1),
-                                        flagged, low, high, made.reproduced))
+                m, n = made.conformal.rank_for(fpr), made.conformal.n
+                rows.append(ValidityRow(engine.ref, made.score_name, made.origin, n, made.k, len(p_values), fpr,
+                                        m / (n + 1), flagged, low, high, conformal_flag_range(m, n, len(p_values)),
+                                        made.reproduced))
     return rows
