@@ -5,6 +5,7 @@ validation split carved from the training data (the same one the VAE uses); the 
 """
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -26,33 +27,55 @@ class BaselineScore:
     chosen: str  # the hyper-parameters, as a person would write them
 
 
-def continuous_baselines(dataset: Dataset, latent_dim: int, val_fraction: float) -> list[BaselineScore]:
+@dataclass(frozen=True)
+class FittedBaseline:
+    """A baseline fitted on the training split with the hyper-parameters it chose on validation."""
+
+    name: str
+    chosen: str
+    log_prob: Callable[[np.ndarray], np.ndarray]  # flat rows (N, D) float64 -> log-likelihood per row (N,)
+
+    def score(self, test: np.ndarray) -> BaselineScore:
+        return BaselineScore(self.name, float(self.log_prob(test).mean()), self.chosen)
+
+
+def fit_continuous_baselines(dataset: Dataset, latent_dim: int, val_fraction: float) -> list[FittedBaseline]:
+    """PPCA at the VAE's latent size, and the full-covariance Gaussian mixture best on validation."""
     train_raw, val = dataset.split_validation(val_fraction)
     train = dataset.observe(train_raw, np.random.default_rng(2))  # one fixed dequantisation draw
-    train, val, test = (a.reshape(len(a), -1).astype(np.float64) for a in (train, val, dataset.test))
+    train, val = (a.reshape(len(a), -1).astype(np.float64) for a in (train, val))
     ppca = PCA(n_components=min(latent_dim, train.shape[1])).fit(train)
-    scores = [BaselineScore(f"PPCA ({latent_dim} components)", float(ppca.score(test)), f"n_components={latent_dim}")]
     best = max(
         ((GaussianMixture(c, covariance_type="full", reg_covar=r, random_state=0, max_iter=500).fit(train), c, r)
          for c in GMM_COMPONENTS for r in GMM_REGULARISATION),
         key=lambda fit: fit[0].score(val),
     )
     gmm, components, reg = best
-    scores.append(BaselineScore("Gaussian mixture (full covariance)", float(gmm.score(test)),
-                                f"components={components}, reg_covar={reg:g}"))
-    return scores
+    return [FittedBaseline(f"PPCA ({latent_dim} components)", f"n_components={latent_dim}", ppca.score_samples),
+            FittedBaseline("Gaussian mixture (full covariance)", f"components={components}, reg_covar={reg:g}",
+                           gmm.score_samples)]
+
+
+def fit_binary_baselines(dataset: Dataset, val_fraction: float,
+                         components: tuple[int, ...] = BERNOULLI_MIXTURE_COMPONENTS) -> list[FittedBaseline]:
+    """Independent Bernoullis, and the mixture of Bernoullis (EM) whose number of components is best on validation."""
+    train_raw, val = dataset.split_validation(val_fraction)
+    train, val = (a.reshape(len(a), -1).astype(np.float64) for a in (train_raw, val))
+    independent = IndependentBernoulli.fit(train)
+    fits = [(BernoulliMixture.fit(train, c, seed=0), c) for c in components]
+    mixture, chosen = max(fits, key=lambda fit: fit[0].log_prob(val).mean())
+    return [FittedBaseline("Independent Bernoullis", "Laplace smoothing", independent.log_prob),
+            FittedBaseline("Mixture of Bernoullis (EM)", f"components={chosen}", mixture.log_prob)]
+
+
+def continuous_baselines(dataset: Dataset, latent_dim: int, val_fraction: float) -> list[BaselineScore]:
+    test = dataset.test.reshape(len(dataset.test), -1).astype(np.float64)
+    return [fitted.score(test) for fitted in fit_continuous_baselines(dataset, latent_dim, val_fraction)]
 
 
 def binary_baselines(dataset: Dataset, val_fraction: float) -> list[BaselineScore]:
-    train_raw, val = dataset.split_validation(val_fraction)
-    train, val, test = (a.reshape(len(a), -1).astype(np.float64) for a in (train_raw, val, dataset.test))
-    independent = IndependentBernoulli.fit(train)
-    scores = [BaselineScore("Independent Bernoullis", float(independent.log_prob(test).mean()), "Laplace smoothing")]
-    fits = [(BernoulliMixture.fit(train, c, seed=0), c) for c in BERNOULLI_MIXTURE_COMPONENTS]
-    mixture, components = max(fits, key=lambda fit: fit[0].log_prob(val).mean())
-    scores.append(BaselineScore("Mixture of Bernoullis (EM)", float(mixture.log_prob(test).mean()),
-                                f"components={components}"))
-    return scores
+    test = dataset.test.reshape(len(dataset.test), -1).astype(np.float64)
+    return [fitted.score(test) for fitted in fit_binary_baselines(dataset, val_fraction)]
 
 
 @dataclass(frozen=True)
