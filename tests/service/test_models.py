@@ -44,7 +44,8 @@ def test_shipped_models_serve_and_score_their_own_samples_sensibly(make_client):
     client = make_client(PROJECT_ROOT / "models", default_model="digits")
     assert client.get("/health/ready").json()["models"] == [
         "digits:1", "digits-binary:1", "digits-binary-background:1", "digits-binary-discrete:1", "digits-binary-ratio:1",
-        "digits-mog:1", "mnist-binary:1"]
+        "digits-mog:1", "mnist-binary:1", "mnist-binary-background:1",
+        "mnist-binary-ratio:1"]
     drawn = client.post("/sample", json={"model": "digits-binary", "n": 20, "seed": 0, "mode": "sample"}).json()
     own = client.post("/loglik", json={"model": "digits-binary", "x": drawn["x"], "k": 200}).json()
     noise = (np.random.default_rng(0).uniform(size=(20, 64)) < 0.5).astype(int).tolist()

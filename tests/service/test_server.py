@@ -33,7 +33,8 @@ def test_served_over_http_with_a_quiet_log(tmp_path):
         ready = httpx.get(f"{base}/health/ready").json()
         assert ready["cache"]["backend"] == "redis" and ready["models"] == [
             "digits:1", "digits-binary:1", "digits-binary-background:1", "digits-binary-discrete:1",
-            "digits-binary-ratio:1", "digits-mog:1", "mnist-binary:1"]
+            "digits-binary-ratio:1", "digits-mog:1", "mnist-binary:1", "mnist-binary-background:1",
+            "mnist-binary-ratio:1"]
         point = (np.arange(64) % 3 == 0).astype(int)
         single = httpx.get(f"{base}/loglik", params={"model": "digits-binary", "x": ",".join(map(str, point)),
                                                      "k": 500}).json()
