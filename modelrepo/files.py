@@ -1,8 +1,12 @@
-"""Writes that never leave a half-written file: a temporary name in the same folder, renamed into place."""
+"""Writes that never leave a half-written file: a temporary name in the same folder, renamed into place; and the
+bytes of an uncompressed .npz."""
 
+import io
 import os
 import tempfile
 from pathlib import Path
+
+import numpy as np
 
 
 def write_atomic(path: Path, data: bytes) -> None:
@@ -16,3 +20,10 @@ def write_atomic(path: Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def npz_bytes(arrays: dict) -> bytes:
+    """Each value as one array of an uncompressed .npz (strings as 0-d unicode arrays); never pickles."""
+    buffer = io.BytesIO()
+    np.savez(buffer, **{name: np.asarray(value) for name, value in arrays.items()})
+    return buffer.getvalue()

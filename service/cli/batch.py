@@ -9,7 +9,6 @@ interrupted continues from the chunks it finished, provided it asks the same of 
 identity is kept in FILE.npz.parts/run.json); the parts are removed once FILE.npz is in place.
 """
 
-import io
 import json
 import shutil
 from pathlib import Path
@@ -17,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from modelrepo.datafiles import DataFile
-from modelrepo.files import write_atomic
+from modelrepo.files import npz_bytes, write_atomic
 from service.cli.offline import CHUNK_ROWS, open_repository, scored_chunks
 from service.dataplane.scoring import threshold_for
 from service.errors import InvalidInput
@@ -44,11 +43,11 @@ def score_file(settings: Settings, model: str, data_path: Path, out: Path, fpr: 
         arrays = {"loglik": chunk.loglik, "stderr": chunk.stderr, "score": chunk.score}
         if chunk.background_loglik is not None:
             arrays["background_loglik"] = chunk.background_loglik
-        write_atomic(parts / f"part-{chunk.first:012d}.npz", _npz(arrays))
+        write_atomic(parts / f"part-{chunk.first:012d}.npz", npz_bytes(arrays))
     columns = _gather(parts, len(data))
     p_value = engine.conformal.p_values(columns["score"])
     columns.update(p_value=p_value, is_outlier=p_value <= fpr)
-    write_atomic(out, _npz({**columns, "model": engine.ref, "fpr": fpr, "threshold": threshold,
+    write_atomic(out, npz_bytes({**columns, "model": engine.ref, "fpr": fpr, "threshold": threshold,
                             "reference": json.dumps(reference.summary())}))
     shutil.rmtree(parts)
     return {"points": len(data), "outliers": int(columns["is_outlier"].sum()), "resumed_from": first,
@@ -79,9 +78,3 @@ def _gather(parts: Path, rows: int) -> dict[str, np.ndarray]:
         raise RuntimeError(f"{parts}: the parts hold {len(columns['score'])} of {rows} points; remove the folder "
                            "and run again")
     return columns
-
-
-def _npz(arrays: dict) -> bytes:
-    buffer = io.BytesIO()
-    np.savez(buffer, **{name: np.asarray(value) for name, value in arrays.items()})
-    return buffer.getvalue()

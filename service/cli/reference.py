@@ -26,9 +26,8 @@ def make_reference(settings: Settings, model: str, data_path: Path, k: int, seed
                                f"{engine.ref} {list(engine.data_shape)}; a likelihood ratio needs the same data")
         if other is engine:
             raise InvalidInput("--background: the model itself; a likelihood ratio needs another model")
-    check_limit = settings.max_k
-    if k > check_limit:
-        raise InvalidInput(f"--k: {k} is over the service's limit of {check_limit} (VAE_MAX_K): /score could not "
+    if k > settings.max_k:
+        raise InvalidInput(f"--k: {k} is over the service's limit of {settings.max_k} (VAE_MAX_K): /score could not "
                            "use this reference")
     data = DataFile(data_path, key)
     scores = np.concatenate([chunk.score for chunk in scored_chunks(engine, other, data, k, seed)])

@@ -11,6 +11,7 @@ import math
 import numpy as np
 from PIL import Image as PillowImage
 
+from modelrepo.files import npz_bytes
 from modelrepo.manifest import Image
 from modelrepo.pictures import grid
 from service.dataplane.inputs import NUMERIC_KINDS
@@ -43,9 +44,7 @@ def read_npy(body: bytes, field: str) -> np.ndarray:
 
 def write_npz(content: dict) -> bytes:
     """Every field of a response as one array of an uncompressed .npz (strings as 0-d unicode arrays)."""
-    buffer = io.BytesIO()
-    np.savez(buffer, **{name: np.asarray(value) for name, value in content.items()})
-    return buffer.getvalue()
+    return npz_bytes(content)
 
 
 def write_png(points: np.ndarray, image: Image) -> bytes:
