@@ -47,6 +47,7 @@ def test_build_then_report(tmp_path):
     assert built.returncode == 0, built.stderr
     manifest = load_manifest(tmp_path / "repo" / "digits-binary" / "1")
     assert {b["name"] for b in manifest.baselines} == {"Independent Bernoullis", "Mixture of Bernoullis (EM)"}
+    assert manifest.image.model_dump() == {"height": 8, "width": 8, "channels": 1, "range": (0.0, 1.0)}
     (tmp_path / "README.md").write_text("intro\n<!-- results:start -->\nold\n<!-- results:end -->\nrest\n")
     reported = cli("report", "--repository", "repo", "--output", "RESULTS.md", "--readme", "README.md", cwd=tmp_path)
     assert reported.returncode == 0, reported.stderr
@@ -62,6 +63,19 @@ def test_build_without_baselines(tmp_path):
     assert built.returncode == 0, built.stderr
     manifest = load_manifest(tmp_path / "repo" / "rows" / "1")
     assert "baselines" not in manifest.model_dump() and manifest.metrics["k"] == 10
+    assert manifest.image is None and manifest.image_layout is None  # rows of 3 numbers are not a picture
+
+
+def test_a_user_file_of_images_gets_its_image_entry(tmp_path):
+    rows = np.random.default_rng(0).uniform(-1, 1, size=(40, 12)).astype(np.float32)  # 3 x 4 pictures, flattened
+    np.save(tmp_path / "pictures.npy", rows)
+    built = cli("build", "--dataset", "pictures.npy", "--image-shape", "3,4", "--image-range=-1,1", "--likelihood",
+                "gaussian", "--latent-dim", "1", "--hidden", "4", "--epochs", "1", "--k", "10", "--no-baselines",
+                "--repository", "repo", cwd=tmp_path)
+    assert built.returncode == 0, built.stderr
+    manifest = load_manifest(tmp_path / "repo" / "pictures" / "1")
+    assert manifest.data_shape == [12]
+    assert manifest.image.model_dump() == {"height": 3, "width": 4, "channels": 1, "range": (-1.0, 1.0)}
 
 
 @pytest.mark.parametrize(
@@ -75,6 +89,9 @@ def test_build_without_baselines(tmp_path):
         (["train", "--dataset", "digits", "--hidden", "a,b"], "comma-separated integers"),
         (["train", "--preset", "digits", "--device", "tpu"], "--device 'tpu'"),
         (["train", "--preset", "digits", "--device", "cuda"], "sees no CUDA GPU; use --device cpu"),
+        (["train", "--preset", "digits", "--image-shape", "5,5"], "image shape [5, 5] is 25 values"),
+        (["train", "--preset", "digits", "--image-shape", "4,8,2"], "H,W or H,W,C with C 1 or 3"),
+        (["train", "--preset", "digits", "--image-shape", "8,8", "--image-range", "1,0"], "LO < HI"),
     ],
 )
 def test_errors_are_one_clear_line(tmp_path, args, message):

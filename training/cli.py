@@ -85,6 +85,10 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dataset", help="digits, digits-binary, mnist-binary, or a .npy/.npz/.csv file of rows")
     parser.add_argument("--test-file", help="a separate test file (else 25%% of the rows, random_state 0)")
     parser.add_argument("--key", help="array name inside an .npz file")
+    parser.add_argument("--image-shape", type=_ints, help="a file's rows are images: H,W (or H,W,C, C = 1 or 3); "
+                                                          "written into the manifest's image entry")
+    parser.add_argument("--image-range", type=_floats, help="with --image-shape: the pixel values' LO,HI "
+                                                            "(default 0,1)")
     for flags in (MODEL_FLAGS, TRAIN_FLAGS):
         for flag, (field, kind, text) in flags.items():
             parser.add_argument(flag, dest=field, type=kind, help=text)
@@ -101,8 +105,9 @@ def _configs(args: argparse.Namespace) -> tuple[str, DataConfig, ModelConfig, Tr
     if preset is None and not args.dataset:
         raise ValueError("name the data with --dataset (or start from a --preset)")
     data = preset.data if preset else DataConfig(args.dataset)
-    if args.dataset or args.test_file or args.key or args.data_shape:
-        data = DataConfig(args.dataset or data.source, args.data_shape, args.key, args.test_file)
+    if args.dataset or args.test_file or args.key or args.data_shape or args.image_shape or args.image_range:
+        data = DataConfig(args.dataset or data.source, args.data_shape, args.key, args.test_file,
+                          args.image_shape, args.image_range or (0.0, 1.0))
     model_overrides, train_overrides = _given(args, MODEL_FLAGS), _given(args, TRAIN_FLAGS)
     if preset:
         model = dataclasses.replace(preset.model, **model_overrides)

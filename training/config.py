@@ -173,3 +173,14 @@ class DataConfig(_JsonConfig):
     data_shape: tuple[int, ...] | None = None  # reshape each row of a file to this
     key: str | None = None  # array name inside an .npz
     test_source: str | None = None  # a separate test file; else a 25% split with random_state 0
+    # How a point is shown as a picture (the manifest's "image", CONTRACT section 4), for a file's rows:
+    # (height, width) or (height, width, channels), values clipped to image_range. The built-in sets know theirs.
+    image_shape: tuple[int, ...] | None = None
+    image_range: tuple[float, float] = (0.0, 1.0)
+
+    def __post_init__(self) -> None:
+        if self.image_shape is not None and (len(self.image_shape) not in (2, 3) or min(self.image_shape) < 1
+                                             or (len(self.image_shape) == 3 and self.image_shape[2] not in (1, 3))):
+            raise ValueError(f"image_shape must be H,W or H,W,C with C 1 or 3, got {list(self.image_shape)}")
+        if len(self.image_range) != 2 or not self.image_range[0] < self.image_range[1]:
+            raise ValueError(f"image_range must be LO,HI with LO < HI, got {list(self.image_range)}")

@@ -27,10 +27,12 @@ def write_json_atomic(path: Path, value: object) -> None:
 
 def run_training(data: DataConfig, model: ModelConfig, train: TrainConfig, checkpoint_path: Path, resume: bool,
                  device: str = "cpu"):
+    from training.images import image_entry
     from training.train import train as train_model
 
     dataset = load_dataset(data, model.likelihood)
     model = dataclasses.replace(model, data_shape=dataset.data_shape)  # the data (reshaped by --data-shape) decides
+    image_entry(data, model.data_shape)  # a wrong --image-shape fails now, not at export after the training
     return train_model(dataset, data, model, train, checkpoint_path, resume=resume, device=check_device(device))
 
 
@@ -82,10 +84,14 @@ def run_export(checkpoint_path: Path, repository: Path, name: str, version: int,
     split (training.reference)."""
     from training.export import export_model
     from training.presets import PRESETS
+    from training.images import image_entry
 
     checkpoint = load_checkpoint(checkpoint_path)
     points = reference_points(checkpoint.data_config, checkpoint.model_config.likelihood)
     extra: dict = {"dataset": checkpoint.data_config.to_dict()}
+    image = image_entry(checkpoint.data_config, checkpoint.model_config.data_shape)
+    if image is not None:
+        extra["image"] = image
     preset = PRESETS.get(name)
     if preset is not None and preset.data == checkpoint.data_config:
         extra["description"] = preset.description

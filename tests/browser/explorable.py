@@ -1,8 +1,6 @@
 """The explorer's test repository: the shipped models as the page should show them, in a folder of the test's own.
 
-- The 8x8 digits models have data_shape [64]: their manifests get `"image": {"height": 8, "width": 8}` where they
-  do not carry it yet (manifest.json's sha256 entries cover the graph files only, so the graphs stay verified).
-  mnist-binary ([28, 28]) is an image by its data_shape alone.
+- The shipped manifests carry their `image` entry (the digits 8x8, MNIST 28x28): the page shows them as pictures.
 - `digits-numbers:1`: digits-binary:1's graphs (and reference) under a manifest without an image key, the model
   the page shows as numbers.
 - With `test_references`: digits-binary and digits-numbers get a reference where they have none (synthetic scores,
@@ -17,7 +15,6 @@ from pathlib import Path
 from service.settings import PROJECT_ROOT
 
 SHIPPED = PROJECT_ROOT / "models"
-DIGITS_IMAGE = {"height": 8, "width": 8}
 NUMBERS_MODEL = "digits-numbers"
 NO_REFERENCE_MODEL = "digits-binary-discrete"
 SYNTHETIC_REFERENCE = {
@@ -36,9 +33,6 @@ def rewrite_manifest(version: Path, change) -> None:
 
 def explorable_repository(target: Path, source: Path = SHIPPED, test_references: bool = False) -> Path:
     shutil.copytree(source, target)
-    for manifest_path in target.glob("*/*/manifest.json"):
-        if json.loads(manifest_path.read_text())["data_shape"] == [64]:
-            rewrite_manifest(manifest_path.parent, lambda m: m.setdefault("image", DIGITS_IMAGE))
     shutil.copytree(target / "digits-binary" / "1", target / NUMBERS_MODEL / "1")
 
     def as_numbers(manifest: dict) -> None:
