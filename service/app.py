@@ -20,7 +20,7 @@ from service.engine.sessions import providers_for
 from service.errors import ServiceError
 from service.http.front import ServiceApp
 from service.http.replies import ArrayJSONResponse, error_reply, validation_reply
-from service.http.routes import admin, explorer, health, latents, loglik, models, sample, score
+from service.http.routes import admin, explorer, health, inference, latents, loglik, models, sample, score
 from service.http.security import describe_bearer_keys
 from service.metrics import Metrics
 from service.settings import Settings
@@ -70,7 +70,7 @@ def create_app(settings: Settings | None = None) -> ServiceApp:
     api.state.metrics = metrics
     api.add_exception_handler(ServiceError, _service_error)
     api.add_exception_handler(RequestValidationError, _validation_error)
-    for module in (latents, sample, loglik, score, models, health, admin, explorer):
+    for module in (latents, sample, loglik, score, models, health, admin, explorer, inference):
         api.include_router(module.router)
     api.openapi = lambda: api.openapi_schema or describe_bearer_keys(FastAPI.openapi(api))
     front = ServiceApp(api, [latents.router, sample.router, loglik.router, score.router], metrics)

@@ -30,6 +30,14 @@ class UnreadableBody(ServiceError):
     status_code = 400
 
 
+class MalformedInference(ServiceError):
+    """An Open Inference Protocol request that breaks the protocol: a tensor whose shape, datatype, data or
+    binary_data_size disagree, a header length past the body, a datatype that is not taken, a malformed protocol
+    parameter (service.http.inference). What an operation makes of its values is InvalidInput, as in the own API."""
+
+    status_code = 400
+
+
 class UnsupportedMediaType(ServiceError):
     """A content-type the call does not take: the data calls take application/json or application/x-npy,
     /sample only JSON (service.http.codecs)."""

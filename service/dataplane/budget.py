@@ -39,6 +39,12 @@ class WorkBudget:
         self.cancelled = CancelFlag()  # set when the client has gone, or the server stops waiting
         self._receive = receive
 
+    def tighten(self, timeout_s: float) -> None:
+        """At most `timeout_s` from the request's arrival (a protocol's own timeout parameter); never longer."""
+        deadline = self.deadline - self.timeout_s + timeout_s
+        if deadline < self.deadline:
+            self.deadline, self.timeout_s = deadline, timeout_s
+
     def remaining(self) -> float:
         return self.deadline - time.monotonic()
 

@@ -207,6 +207,14 @@ class DataPlane:
             raise ModelNotFound(f"model: no model {name!r}; GET /models lists them")
         return repository.describe(name)
 
+    def loaded_versions(self, name: str) -> list[int]:
+        """The versions of `name` that serve, oldest first."""
+        return sorted(self.repository.loaded.get(name, {}))
+
+    def scoring_problem(self, engine: ModelEngine) -> str | None:
+        """Why this version cannot answer /score now (no usable reference, no background), or None."""
+        return self.repository.scoring_problem(engine)
+
     async def readiness(self) -> tuple[bool, dict]:
         """Ready when at least one model serves; the report names failed models (and versions whose new files
         failed to load while the older load serves), the device and the cache's state."""

@@ -60,7 +60,7 @@ def parse_request(call: Call, params_schema: type[BaseModel], schema: type[BaseM
     schema is params_schema plus the array field; query values are text, so they are validated leniently.
     """
     if call.media_type == NPY:
-        return _validate(params_schema, call.query, strict=False), read_npy(call.body, array_field)
+        return validate_fields(params_schema, call.query, strict=False), read_npy(call.body, array_field)
     if not _is_json(call.media_type):
         raise UnsupportedMediaType(f"content-type: {call.media_type!r} is not taken; send application/json, or the "
                                    f"array '{array_field}' as {NPY} with the other fields in the query string")
@@ -69,9 +69,9 @@ def parse_request(call: Call, params_schema: type[BaseModel], schema: type[BaseM
         repeated = sorted(set(call.query) & set(content))
         if repeated:
             raise InvalidInput(f"{', '.join(repeated)}: given in both the query string and the body; give it once")
-        content = {**_validate(params_schema, call.query, strict=False).model_dump(include=set(call.query)),
+        content = {**validate_fields(params_schema, call.query, strict=False).model_dump(include=set(call.query)),
                    **content}
-    params = _validate(schema, content, strict=True)
+    params = validate_fields(schema, content, strict=True)
     array = getattr(params, array_field)
     if b"true" in call.body or b"false" in call.body:  # the walk costs only the rare body with a JSON boolean
         refuse_booleans(array, array_field)
@@ -83,7 +83,7 @@ def parse_json_request(call: Call, schema: type[BaseModel]) -> BaseModel:
     if not _is_json(call.media_type):
         raise UnsupportedMediaType(f"content-type: {call.media_type!r} is not taken; send the fields as a JSON "
                                    "object with content-type: application/json")
-    return _validate(schema, _parse_json(call.body), strict=True)
+    return validate_fields(schema, _parse_json(call.body), strict=True)
 
 
 def reply(call: Call, content: dict) -> Reply:
@@ -119,7 +119,7 @@ def _parse_json(body: bytes) -> dict:
     return content
 
 
-def _validate(schema: type[BaseModel], content: dict, strict: bool) -> BaseModel:
+def validate_fields(schema: type[BaseModel], content: dict, strict: bool) -> BaseModel:
     try:
         return schema.model_validate(content, strict=strict)
     except ValidationError as exc:

@@ -24,13 +24,14 @@ from service.errors import RequestCancelled
 from service.http.codecs import Call
 from service.http.direct import answer, direct_routes
 from service.http.limits import GONE, BodyLimits, request_timeout
-from service.http.replies import CANCELLED, Reply, mark_dropped
+from service.http.replies import CANCELLED, Reply, mark_dropped, protocol_error, protocol_error_body
 from service.http.routes.health import METRICS, PROBES
+from service.http.routes.inference import PROTOCOL, PROTOCOL_PROBES, answer_inference, inference_route
 from service.http.security import AccessPolicy
 from service.metrics import Metrics
 from service.settings import Settings
 
-UNBUDGETED = (PROBES, METRICS)  # answered at once, whatever the load: never shed, never timed out
+UNBUDGETED = (PROBES, PROTOCOL_PROBES, METRICS)  # answered at once, whatever the load: never shed, never timed out
 
 
 class ServiceApp:
@@ -66,19 +67,19 @@ class ServiceApp:
         arrival = time.monotonic()
         refusal = self.access.refusal(scope)
         if refusal is not None:
-            return await refusal.send(send)
+            return await _refuse(refusal, scope, send)
         body, held = await self.bodies.read(scope, receive)
         try:
             if body is GONE:
                 mark_dropped(scope, CANCELLED)
                 return 0
             if isinstance(body, Reply):
-                return await body.send(send)
+                return await _refuse(body, scope, send)
             budget = None
             if not scope["path"].startswith(UNBUDGETED):
                 timeout = request_timeout(scope, self.settings)
                 if isinstance(timeout, Reply):
-                    return await timeout.send(send)
+                    return await _refuse(timeout, scope, send)
                 budget = WorkBudget(timeout, receive, arrival)  # the deadline counts from the request's arrival
             token = current_budget.set(budget)
             try:
@@ -87,6 +88,11 @@ class ServiceApp:
                     scope["route"] = found.route  # what the metrics label it with, as FastAPI's router does
                     call = Call.from_scope(scope, body)
                     return await (await answer(found.handler, self.api.state.dataplane, call, scope)).send(send)
+                inference = inference_route(scope["path"]) if scope["method"] == "POST" else None
+                if inference is not None:
+                    scope["route"], model_name, version = inference
+                    reply = await answer_inference(self.api.state.dataplane, scope, body, model_name, version)
+                    return await reply.send(send)
                 return await self._fastapi(scope, _replay(body, receive), send)
             except asyncio.CancelledError:
                 if budget is None or not budget.cancelled.is_set():
@@ -101,11 +107,24 @@ class ServiceApp:
 
     async def _fastapi(self, scope: Scope, receive: Receive, send: Send) -> int:
         status = 0
+        protocol = scope["path"].startswith(PROTOCOL)
+        held: Message | None = None  # an error's start under /v2, sent with its body once that is rewritten
 
         async def record_status(message: Message) -> None:
-            nonlocal status
+            nonlocal status, held
             if message["type"] == "http.response.start":
                 status = message["status"]
+                if protocol and status >= 400:
+                    held = message
+                    return
+            elif held is not None:
+                start, held = held, None
+                if not message.get("more_body", False):
+                    message = {**message, "body": protocol_error_body(message.get("body", b""))}
+                    start = {**start, "headers": [(name, value) for name, value in start["headers"]
+                                                  if name != b"content-length"]
+                             + [(b"content-length", str(len(message["body"])).encode())]}
+                await send(start)
             await send(message)
 
         await self.api(scope, receive, record_status)
@@ -126,6 +145,13 @@ class ServiceApp:
 
     def __getattr__(self, name: str):
         return getattr(self.api, name)
+
+
+async def _refuse(refusal: Reply, scope: Scope, send: Send) -> int:
+    """A refusal before any route ran; under /v2 in the Open Inference Protocol's form, {"error": ...}."""
+    if scope["path"].startswith(PROTOCOL):
+        refusal = protocol_error(refusal)
+    return await refusal.send(send)
 
 
 def _replay(body: bytes, receive: Receive) -> Receive:

@@ -47,6 +47,23 @@ class Reply:
         return Response(self.body, self.status, self.headers, self.media_type)
 
 
+def protocol_error(reply: Reply) -> Reply:
+    """A refusal in the Open Inference Protocol's form, `{"error": ...}`: the same status, headers and words."""
+    return Reply(protocol_error_body(reply.body), reply.media_type, reply.status, reply.headers)
+
+
+def protocol_error_body(body: bytes) -> bytes:
+    """`{"detail": d}` -> `{"error": d}` (FastAPI's own 404, 405 and 422 included); any other body as it is."""
+    try:
+        content = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return body
+    if not isinstance(content, dict) or "detail" not in content:
+        return body
+    detail = content["detail"]
+    return orjson.dumps({"error": detail if isinstance(detail, str) else orjson.dumps(detail).decode()})
+
+
 def json_error(status: int, detail: str, headers: dict[str, str] | None = None) -> Reply:
     return Reply(error_body(detail), status=status, headers=headers)
 

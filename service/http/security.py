@@ -7,7 +7,7 @@ reads two headers, looks the Host value up among those it has accepted before, a
 compares the token with every key in constant time (hmac.compare_digest; a key's length is the one thing its
 timing could tell, so long random keys are best).
 
-Public without a key: /health/* (probes), the docs (/docs, its assets, /redoc, /openapi.json) and the explorer's
+Public without a key: /health/* and /v2/health/* (probes), the docs (/docs, its assets, /redoc, /openapi.json) and the explorer's
 static files (/explore and /explore/*, which hold no data), because a browser cannot send a bearer token for a
 page it opens; Swagger UI's Authorize button, and the explorer's key prompt, then add the key to the calls they
 make. Everything else, /metrics and /models included, needs the key. The Host check covers every path.
@@ -20,10 +20,11 @@ from starlette.types import Scope
 from service.http.replies import Reply, json_error
 from service.http.routes.explorer import ASSETS, PAGE
 from service.http.routes.health import PROBES
+from service.http.routes.inference import PROTOCOL_PROBES
 from service.settings import Settings
 
 PUBLIC_PATHS = frozenset({"/openapi.json", "/docs", "/redoc", PAGE})
-PUBLIC_PREFIXES = (PROBES, "/docs/", ASSETS)
+PUBLIC_PREFIXES = (PROBES, PROTOCOL_PROBES, "/docs/", ASSETS)
 SCHEME_NAME = "bearer"
 MAX_ACCEPTED_HOSTS = 64  # remembered raw Host values ("localhost:8000", "LOCALHOST", ...); more are parsed each time
 

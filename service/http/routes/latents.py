@@ -2,6 +2,7 @@ from fastapi import APIRouter
 
 from service.dataplane.dataplane import DataPlane
 from service.http.codecs import Call, parse_json_request, parse_request, png_reply, reply, wants_png
+from service.http import operations
 from service.http.direct import direct
 from service.http.replies import Reply
 from service.http.routes.documentation import (
@@ -29,8 +30,7 @@ router = APIRouter(tags=["latents"], responses=ERRORS)
 async def encode_batch(dataplane: DataPlane, call: Call) -> Reply:
     """Encode data into q(z|x): mu and logvar per point (logits for categorical latents), and samples of z when asked."""
     params, x = parse_request(call, EncodeParams, EncodeRequest, "x")
-    model, result = await dataplane.encode(params.model, x, params.samples, params.seed)
-    return reply(call, {"model": model, **result})
+    return reply(call, await operations.encode(dataplane, params, x))
 
 
 async def decode_batch(dataplane: DataPlane, call: Call) -> Reply:
@@ -38,10 +38,10 @@ async def decode_batch(dataplane: DataPlane, call: Call) -> Reply:
     Accept: image/png answers the means (autoregressive models: the drawn x) as one picture."""
     params, z = parse_request(call, DecodeParams, DecodeRequest, "z")
     image = dataplane.image_of(params.model) if wants_png(call) else None
-    model, result = await dataplane.decode(params.model, z, params.seed)
+    content = await operations.decode(dataplane, params, z)
     if image is not None:
-        return png_reply(result["x"] if "x" in result else result["mean"], image)
-    return reply(call, {"model": model, **result})
+        return png_reply(content["x"] if "x" in content else content["mean"], image)
+    return reply(call, content)
 
 
 async def interpolate_latents(dataplane: DataPlane, call: Call) -> Reply:

@@ -6,6 +6,7 @@ from pydantic import BeforeValidator
 from service.dataplane.dataplane import DataPlane
 from service.http.codecs import Call, parse_csv_point, parse_request, reply
 from service.http.deps import DataPlaneDep
+from service.http import operations
 from service.http.direct import direct
 from service.http.replies import ArrayJSONResponse, Reply
 from service.http.routes.documentation import (
@@ -31,8 +32,7 @@ async def score_batch(dataplane: DataPlane, call: Call) -> Reply:
     """log p(x) per point, with its standard error and the ELBO: importance-sampled, or exact (categorical latents
     with few configurations)."""
     params, x = parse_request(call, LoglikParams, LoglikRequest, "x")
-    model, plan, result = await dataplane.loglik(params.model, x, params.k, params.seed)
-    return reply(call, {"model": model, **_how(plan), **result})
+    return reply(call, await operations.loglik(dataplane, params, x))
 
 
 router.post("/loglik", response_model=LoglikResponse,

@@ -2,6 +2,7 @@ from fastapi import APIRouter
 
 from service.dataplane.dataplane import DataPlane
 from service.http.codecs import Call, parse_json_request, png_reply, reply, wants_png
+from service.http import operations
 from service.http.direct import direct
 from service.http.replies import Reply
 from service.http.routes.documentation import (
@@ -20,10 +21,10 @@ async def sample_model(dataplane: DataPlane, call: Call) -> Reply:
     picture."""
     body = parse_json_request(call, SampleRequest)
     image = dataplane.image_of(body.model) if wants_png(call) else None
-    model, result = await dataplane.sample(body.model, body.n, body.seed, body.temperature, body.mode)
+    content = await operations.sample(dataplane, body)
     if image is not None:
-        return png_reply(result["x"], image)
-    return reply(call, {"model": model, **result})
+        return png_reply(content["x"], image)
+    return reply(call, content)
 
 
 router.post("/sample", response_model=SampleResponse, response_model_exclude_none=True,

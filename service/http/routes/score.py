@@ -7,9 +7,9 @@ from fastapi import APIRouter, Query
 from pydantic import BeforeValidator
 
 from service.dataplane.dataplane import DataPlane
-from service.dataplane.scoring import Scored
 from service.http.codecs import Call, parse_csv_point, parse_request, reply
 from service.http.deps import DataPlaneDep
+from service.http import operations
 from service.http.direct import direct
 from service.http.payloads import NPZ
 from service.http.replies import ArrayJSONResponse, Reply
@@ -30,8 +30,7 @@ async def score_points(dataplane: DataPlane, call: Call) -> Reply:
     """Anomaly scores against the model's reference: the score of each point, its conformal p-value, the threshold
     at the false-positive rate asked for, is_outlier; with features, which parts of each point are unexplained."""
     params, x = parse_request(call, ScoreParams, ScoreRequest, "x")
-    model, scored = await dataplane.score(params.model, x, params.fpr, params.features)
-    content = _content(model, scored)
+    content = await operations.score(dataplane, params, x)
     if NPZ in call.accept:  # an .npz holds arrays: the reference's summary travels as JSON text
         content["reference"] = json.dumps(content["reference"])
     return reply(call, content)
@@ -56,20 +55,10 @@ async def score_point(
 ) -> ArrayJSONResponse:
     """The anomaly score of one data point sent in the query string."""
     reference, scored = await dataplane.score(model, [parse_csv_point(x, "x")], fpr, features)
-    content = _content(reference, scored)
+    content = operations.score_content(reference, scored)
     per_point = {name: value[0] for name, value in content.items() if name in _PER_POINT}
     return ArrayJSONResponse({**content, **per_point})
 
 
 _PER_POINT = ("score", "p_value", "is_outlier", "loglik", "stderr", "background_loglik", "feature_scores")
 
-
-def _content(model: str, scored: Scored) -> dict:
-    content = {"model": model, "reference": scored.reference, "fpr": scored.fpr, "threshold": scored.threshold,
-               "score": scored.score, "p_value": scored.p_value, "is_outlier": scored.is_outlier,
-               "loglik": scored.loglik, "stderr": scored.stderr, "method": scored.method}
-    if scored.background_loglik is not None:
-        content["background_loglik"] = scored.background_loglik
-    if scored.feature_scores is not None:
-        content["feature_scores"] = scored.feature_scores
-    return content
