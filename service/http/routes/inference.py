@@ -52,6 +52,41 @@ class ModelMetadata(BaseModel):
                                        "default.")
 
 
+class TensorData(BaseModel):
+    name: str = Field(..., examples=["x"])
+    shape: list[int] = Field(..., examples=[[1, 4]])
+    datatype: str = Field(..., description="FP32, FP64, FP16, INT8..INT64, UINT8..UINT64 or BOOL.", examples=["FP32"])
+    parameters: dict[str, Any] | None = Field(None, description="binary_data_size: the tensor's bytes after the "
+                                              "JSON header, instead of data.")
+    data: list[Any] | None = Field(None, description="The values, flat in row-major order (or nested).")
+
+
+class RequestedOutput(BaseModel):
+    name: str
+    parameters: dict[str, Any] | None = Field(None, description="binary_data: true for raw bytes after the header.")
+
+
+INFERENCE_REQUEST = {  # the request's JSON (its nested schemas inline: they are not components of the description)
+    "type": "object", "title": "InferenceRequest",
+    "properties": {
+        "id": {"type": "string"},
+        "parameters": {"type": "object", "description": "The operation's own fields (k, seed, samples, n, "
+                       "temperature, mode, fpr, features) and the protocol's binary_data_output, timeout "
+                       "(microseconds), priority."},
+        "inputs": {"type": "array", "items": TensorData.model_json_schema(),
+                   "description": "x, or z for decode; none for sample."},
+        "outputs": {"type": "array", "items": RequestedOutput.model_json_schema()},
+    },
+    "examples": [{"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP32", "data": [0.0, 1.0, 1.0, 0.0]}],
+                  "parameters": {"k": 100}}],
+}
+INFER_BODY = {"requestBody": {"required": True, "description": "An inference request: JSON, or (binary tensor "
+                              "extension) a JSON header of Inference-Header-Content-Length bytes and the tensors' "
+                              "bytes after it.", "content": {
+    "application/json": {"schema": INFERENCE_REQUEST},
+    "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}}}
+
+
 class InferenceResponse(BaseModel):
     model_name: str
     model_version: str
@@ -155,13 +190,14 @@ def _readiness(request: Request, dataplane: DataPlane, model_name: str, version:
     return Reply(_json(answer), status=200 if problem is None else 400).response()
 
 
-@router.post("/models/{model_name}/infer", response_model=InferenceResponse)
+@router.post("/models/{model_name}/infer", response_model=InferenceResponse, openapi_extra=INFER_BODY)
 async def infer(model_name: ModelName, request: Request, dataplane: DataPlaneDep) -> Response:
     """Run the operation on the model's highest version: JSON, or a JSON header and binary tensors."""
     return (await answer_inference(dataplane, request.scope, await request.body(), model_name, None)).response()
 
 
-@router.post("/models/{model_name}/versions/{version}/infer", response_model=InferenceResponse)
+@router.post("/models/{model_name}/versions/{version}/infer", response_model=InferenceResponse,
+             openapi_extra=INFER_BODY)
 async def infer_version(model_name: ModelName, version: Version, request: Request,
                         dataplane: DataPlaneDep) -> Response:
     """Run the operation on this version."""
