@@ -132,6 +132,7 @@ async def check_server_ready(request: Request) -> Response:
     """Ready when at least one model serves, as /health/ready."""
     dataplane = getattr(request.app.state, "dataplane", None)
     ready = dataplane is not None and (await dataplane.readiness())[0]
+    ready = ready and not getattr(request.app.state, "stopping", False)  # SIGTERM came: as /health/ready, 503
     return Reply(b'{"ready":true}' if ready else b'{"ready":false}', status=200 if ready else 503).response()
 
 
