@@ -29,7 +29,7 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -44,7 +44,8 @@ FRONTENDS = ("bare", "redispatch", "replay")
 BACKEND_POLICY = {
     "bare": "    retries 0\n",
     "redispatch": "    retries 3\n    option redispatch 1\n",
-    "replay": "    retries 3\n    option redispatch 1\n    retry-on conn-failure empty-response\n    option http-buffer-request\n",
+    "replay": "    retries 3\n    option redispatch 1\n    retry-on conn-failure empty-response\n"
+              "    option http-buffer-request\n",
 }
 SHIPPED = ("digits", "digits-binary", "digits-binary-background")  # copied from models/ into the shared repository
 
@@ -173,7 +174,6 @@ class Cluster:
     replicas: list[Replica]
     balancer: HAProxy
     started_in_s: float = 0.0
-    notes: dict = field(default_factory=dict)
 
     def close(self) -> None:
         for replica in self.replicas:

@@ -7,6 +7,7 @@ writes it into docs/RELIABILITY.md.
 
 import json
 import shutil
+import signal
 import threading
 import time
 from collections import Counter
@@ -140,7 +141,7 @@ def rolling_restart(cluster: Cluster, clients: int = 6) -> dict:
         time.sleep(1.0)
         for replica in cluster.replicas:
             signalled = time.monotonic()
-            replica.process.send_signal(15)
+            replica.process.send_signal(signal.SIGTERM)
             out_s = cluster.balancer.wait_state(replica.name, "DOWN")
             code = replica.process.wait(60)
             exited_s = time.monotonic() - signalled
