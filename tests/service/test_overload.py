@@ -129,6 +129,17 @@ def test_sigterm_with_a_ready_delay_leaves_the_rotation_first_then_drains(tmp_pa
     assert "VAE_DRAIN_READY_DELAY_S" in server.log()
 
 
+def test_a_second_sigterm_ends_the_ready_delay_at_once(tmp_path):
+    with running_server(tmp_path, drain_ready_delay_s=60) as server:
+        server.process.send_signal(signal.SIGTERM)
+        time.sleep(0.3)
+        assert httpx.get(f"{server.url}/health/ready", timeout=2).status_code == 503
+        start = time.monotonic()
+        server.process.send_signal(signal.SIGTERM)
+        assert server.process.wait(30) == 0, server.log()
+        assert time.monotonic() - start < 5.0, server.log()
+
+
 def test_the_drain_is_bounded(tmp_path):
     with running_server(tmp_path, drain_timeout_s=1, max_loglik_samples=4_000_000) as server:
         threading.Thread(target=lambda: httpx.post(f"{server.url}/loglik", timeout=60, json={
