@@ -3,7 +3,7 @@
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -91,6 +91,12 @@ class Settings(BaseSettings):
     keep_alive_timeout_s: float = Field(5.0, gt=0, description="An idle keep-alive connection is closed after this.")
     drain_timeout_s: float = Field(20.0, ge=0, description="On SIGTERM: stop accepting, let requests in flight "
                                    "finish for at most this long, stop the rest, exit 0.")
+    drain_ready_delay_s: float = Field(
+        0.0, ge=0, le=300, description="On SIGTERM, before the drain: /health/ready answers 503 for this long while "
+        "every route keeps serving, so that load balancers and Kubernetes endpoints stop sending new requests "
+        "before the server stops accepting them (the endpoint-removal pattern; docs/RELIABILITY.md, "
+        "\"Replicas\"). Set it above the balancer's time to take a server out (check interval x failures). A "
+        "second SIGTERM, or SIGINT (Ctrl-C), drains at once. 0: drain at once. Needs VAE_WORKERS=1.")
     inline_work_elements: int = Field(
         65536, ge=0, description="Computations over at most this many values run on the event loop (a thread "
         "hop costs more than they do); larger ones go to a worker thread.")
@@ -124,6 +130,13 @@ class Settings(BaseSettings):
         default_factory=list, description="Comma-separated host names the service answers to (the Host header "
         "without its port; `*.example.com` for its subdomains); any other Host gets 400, which stops DNS "
         "rebinding against a loopback service. Unset: any host.")
+
+    @model_validator(mode="after")
+    def _ready_delay_needs_one_worker(self) -> "Settings":
+        if self.drain_ready_delay_s > 0 and self.workers > 1:
+            raise ValueError("VAE_DRAIN_READY_DELAY_S needs VAE_WORKERS=1 (uvicorn's supervisor stops its workers at "
+                             "once); behind a load balancer, run one process per replica")
+        return self
 
     @field_validator("api_keys", mode="before")
     @classmethod

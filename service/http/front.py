@@ -50,6 +50,10 @@ class ServiceApp:
         self.access = AccessPolicy.from_settings(settings)
         self.bodies = BodyLimits(settings)
 
+    def begin_stopping(self) -> None:
+        """SIGTERM came (http.shutdown): /health/ready answers 503 from now on, every other route as before."""
+        self.api.state.stopping = True
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":  # the lifespan (and websockets, which no route takes)
             return await self.api(scope, receive, send)

@@ -111,6 +111,35 @@ def test_sigterm_drains_in_flight_work_then_exits_0(tmp_path):
     assert answers and answers[0].status_code == 200 and len(answers[0].json()["loglik"]) == 32
 
 
+def test_sigterm_with_a_ready_delay_leaves_the_rotation_first_then_drains(tmp_path):
+    with running_server(tmp_path, drain_ready_delay_s=1.5) as server:
+        point = {"model": "digits", "x": [[0.5] * 64]}
+        server.process.send_signal(signal.SIGTERM)
+        signalled = time.monotonic()
+        time.sleep(0.2)
+        ready = httpx.get(f"{server.url}/health/ready", timeout=2)
+        assert ready.status_code == 503 and ready.json()["status"] == "stopping", ready.text
+        assert httpx.post(f"{server.url}/encode", json=point, timeout=5).status_code == 200  # still serving
+        assert httpx.get(f"{server.url}/health/live", timeout=2).status_code == 200
+        assert time.monotonic() - signalled < 1.2
+        time.sleep(max(0.0, signalled + 2.0 - time.monotonic()))
+        with pytest.raises(httpx.TransportError):  # past the delay: no longer accepting
+            httpx.get(f"{server.url}/health/live", timeout=2)
+        assert server.process.wait(30) == 0, server.log()
+    assert "VAE_DRAIN_READY_DELAY_S" in server.log()
+
+
+def test_a_second_sigterm_ends_the_ready_delay_at_once(tmp_path):
+    with running_server(tmp_path, drain_ready_delay_s=60) as server:
+        server.process.send_signal(signal.SIGTERM)
+        time.sleep(0.3)
+        assert httpx.get(f"{server.url}/health/ready", timeout=2).status_code == 503
+        start = time.monotonic()
+        server.process.send_signal(signal.SIGTERM)
+        assert server.process.wait(30) == 0, server.log()
+        assert time.monotonic() - start < 5.0, server.log()
+
+
 def test_the_drain_is_bounded(tmp_path):
     with running_server(tmp_path, drain_timeout_s=1, max_loglik_samples=4_000_000) as server:
         threading.Thread(target=lambda: httpx.post(f"{server.url}/loglik", timeout=60, json={

@@ -17,6 +17,8 @@ def test_settings_fail_fast_with_a_clear_message(tmp_path):
         Settings(redis_url="localhost:6379")
     with pytest.raises(ValueError, match="device"):
         Settings(device="tpu")
+    with pytest.raises(ValueError, match="VAE_DRAIN_READY_DELAY_S needs VAE_WORKERS=1"):
+        Settings(drain_ready_delay_s=2, workers=2)
     if cuda_usable():  # on a GPU machine, demanding CUDA gets it
         with TestClient(create_app(Settings(device="cuda"))) as client:
             assert client.get("/health/ready").json()["provider"] == "CUDAExecutionProvider"

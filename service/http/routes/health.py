@@ -13,13 +13,16 @@ async def check_liveness() -> dict:
     return {"status": "alive"}
 
 
-@router.get(PROBES + "ready", responses={503: {"description": "No model is loaded."}})
+@router.get(PROBES + "ready", responses={503: {"description": "No model is loaded, or the server is stopping."}})
 async def check_readiness(request: Request) -> JSONResponse:
-    """200 when at least one model serves; reports failed models and the cache backend's state."""
+    """200 when at least one model serves; reports failed models and the cache backend's state. 503 once SIGTERM
+    came (VAE_DRAIN_READY_DELAY_S), while the other routes still serve."""
     dataplane = getattr(request.app.state, "dataplane", None)
     if dataplane is None:
         return JSONResponse({"status": "starting"}, status_code=503)
     ready, report = await dataplane.readiness()
+    if getattr(request.app.state, "stopping", False):
+        ready, report = False, {**report, "status": "stopping"}
     return JSONResponse(report, status_code=200 if ready else 503)
 
 
