@@ -216,6 +216,25 @@ def test_elementwise_tails_after_the_last_layer_are_read_and_compute_what_onnx_r
     assert (raw + 2.0 > 1.0).any() and (raw + 2.0 < 1.0).any()  # both sides of the softplus threshold are seen
 
 
+def test_tails_on_the_encoder_and_the_decoder_are_served_near_float64(tmp_path):
+    """The encoder's logvar soft-clamped (applied to its N rows in float64), the decoder's clipped and scaled
+    (applied on chip): the tier against both graphs widened to float64 (onnx.reference)."""
+    model = TinyMLP("gaussian", "Tanh")
+    encoder = model.encoder_graph()
+    encoder.graph.node[3].output[1] = "raw"
+    encoder.graph.node.extend(TAILS["soft clamp"][0])
+    encoder.graph.initializer.extend(numpy_helper.from_array(np.array(value, np.float32), name)
+                                     for name, value in TAIL_CONSTANTS.items())
+    folder = write_model(tmp_path, "tails", 1, (6,), 2, "gaussian", encoder, with_tail(model, TAILS["clip, scale"][0]))
+    engine = load(folder, kernel_precision="fp32")
+    assert served(engine) == ("triton", None)
+    x = np.random.default_rng(6).normal(size=(5, 6)).astype(np.float32)
+    loglik, elbo = Float64Model(folder).loglik(x, 40, 2)
+    estimate = engine.loglik(x, 40, 2)
+    np.testing.assert_allclose(estimate["loglik"], loglik, atol=2e-4)
+    np.testing.assert_allclose(estimate["elbo"], elbo, atol=2e-4)
+
+
 def test_shipped_gaussian_decoders_soft_clamp_their_log_variance_as_a_tail():
     """training/'s min_logvar floor (-9): floor + softplus(raw - floor); the Sub folds into the bias."""
     digits = read_perceptron(onnx.load(MODELS / "digits" / "1" / "decoder.onnx"), "z", ("mean", "logvar"))

@@ -289,7 +289,7 @@ def _torch_tail(torch, values, tail: tuple):
     functional = torch.nn.functional
     steps = {"identity": lambda v, a: v, "relu": lambda v, a: torch.relu(v),
              "leaky_relu": lambda v, a: functional.leaky_relu(v, a), "tanh": lambda v, a: torch.tanh(v),
-             "sigmoid": lambda v, a: torch.sigmoid(v), "softplus": lambda v, a: functional.softplus(v, threshold=1e9),
+             "sigmoid": lambda v, a: torch.sigmoid(v), "softplus": lambda v, a: torch.logaddexp(v, torch.zeros_like(v)),
              "elu": lambda v, a: functional.elu(v), "add": lambda v, a: v + a, "mul": lambda v, a: v * a,
              "max": lambda v, a: torch.clamp(v, min=a), "min": lambda v, a: torch.clamp(v, max=a),
              "softplus_above": lambda v, a: functional.softplus(v, threshold=a)}
