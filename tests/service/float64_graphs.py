@@ -40,7 +40,8 @@ class Float64Model:
         self.prior = prior_for(self.manifest.prior, self.manifest.latent_shape)
 
     def loglik(self, x: np.ndarray, k: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-        """x (N, *data_shape) -> loglik, elbo (N,) float64, on the noise eps (k, L) of `seed` as the service draws it."""
+        """x (N, *data_shape) -> loglik, elbo (N,) float64, on the noise eps (k, L) of `seed` as the service
+        draws it."""
         n, data_dim, latent_dim = len(x), math.prod(x.shape[1:]), self.manifest.latent_dim
         eps = latent_noise(seed, k, latent_dim)  # (K, L) float64
         mu, logvar = self.encoder.run(list(ENCODER_OUTPUTS), {ENCODER_INPUT: x.astype(np.float64)})  # (N, L)

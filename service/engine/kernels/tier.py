@@ -15,6 +15,7 @@ and ONNX Runtime serves. torch and triton are imported here only when a model as
 
 import importlib
 import importlib.util
+import logging
 import math
 import os
 
@@ -46,6 +47,8 @@ from service.engine.scorers import Scorer
 from service.engine.sessions import ModelSessions
 from service.errors import ModelRunFailed
 from service.types import CPU_DEVICE, CUDA_DEVICE, LoglikPlan
+
+log = logging.getLogger(__name__)
 
 TIER = "triton"
 KERNELS = "service.engine.kernels.triton_mlp"
@@ -85,7 +88,16 @@ def build_kernel_scorer(manifest: Manifest, encoder: bytes, decoder: bytes, sess
         device, kernels = _device_and_kernels(options.kernel_tier)
         for precision in precisions:
             scorer = KernelScorer(manifest, prior, encoder_mlp, decoder_mlp, options, device, kernels, precision)
-            differences[precision] = verify(scorer, reference, sessions, prior, likelihood)
+            try:
+                differences[precision] = verify(scorer, reference, sessions, prior, likelihood)
+            except Exception as exc:  # noqa: BLE001 - the one-kernel decoder failed (e.g. too big for the chip)
+                if not scorer.on_chip:
+                    raise
+                log.warning("model %s: the one-kernel decoder failed (%s: %s); layer by layer instead",
+                            manifest.reference, type(exc).__name__, str(exc).splitlines()[0][:160] if str(exc) else "")
+                scorer = KernelScorer(manifest, prior, encoder_mlp, decoder_mlp, options, device, kernels, precision,
+                                      on_chip=False)
+                differences[precision] = verify(scorer, reference, sessions, prior, likelihood)
             if differences[precision] <= options.kernel_tolerance_nats:  # NaN never passes
                 return scorer, differences[precision]
     except PatternRefused as exc:
@@ -95,7 +107,8 @@ def build_kernel_scorer(manifest: Manifest, encoder: bytes, decoder: bytes, sess
     except Exception as exc:  # noqa: BLE001 - a kernel that fails to compile or run: the model stays on ORT
         text = str(exc).splitlines()[0][:160] if str(exc) else ""
         raise TierUnavailable(f"the kernels failed: {type(exc).__name__}: {text}") from None
-    found = ", ".join(f"{difference:.3g}" + (f" in {p}" if asked == "auto" else "") for p, difference in differences.items())
+    found = ", ".join(f"{difference:.3g}" + (f" in {p}" if asked == "auto" else "")
+                      for p, difference in differences.items())
     raise TierUnavailable(f"verification failed: {found} nats from the float32 ONNX graphs on "
                           f"{VERIFY_POINTS} points drawn from the model "
                           f"(VAE_KERNEL_TOLERANCE_NATS={options.kernel_tolerance_nats:g})")
@@ -175,16 +188,14 @@ class KernelScorer:
     tier = TIER
 
     def __init__(self, manifest: Manifest, prior: Prior, encoder: Perceptron, decoder: Perceptron,
-                 options: EngineOptions, device: str, kernels, precision: str):
+                 options: EngineOptions, device: str, kernels, precision: str, on_chip: bool = True):
         """kernels: the module engine.kernels.triton_mlp, imported compiled for the GPU or interpreted;
-        precision: a key of DTYPES."""
+        precision: a key of DTYPES; on_chip: the one-kernel decoder where the widths allow (False: never)."""
         import torch
 
         self.torch, self.kernels = torch, kernels
         self.device, self.precision = device, precision
         self.dtype, self.last_dtype = (getattr(torch, name) for name in DTYPES[self.precision])
-        self.description = f"triton kernels ({self.precision})"
-        self.numerics = f"triton-{self.precision}/{device}"
         self.work_elements = options.slice_width(device)
         self.latent_dim, self.prior = manifest.latent_dim, prior
         self.gaussian = manifest.likelihood.type == "gaussian"
@@ -206,9 +217,12 @@ class KernelScorer:
         self.hidden_out = [self.dtype] * max(0, len(decoder.hidden) - 1) + [self.last_dtype]
         self.heads = [(*self._layer(head.weight, head.bias, "identity", 0.0, self.last_dtype)[:2], head.tail)
                       for head in decoder.heads.values()]
-        self.on_chip = kernels.fits_on_chip([layer.weight.shape[1] for layer in decoder.hidden],
-                                            math.prod(manifest.data_shape))
+        self.on_chip = on_chip and kernels.fits_on_chip([layer.weight.shape[1] for layer in decoder.hidden],
+                                                        math.prod(manifest.data_shape))
         self.layout = "one kernel" if self.on_chip else "layer by layer"
+        self.description = f"triton kernels ({self.precision}, {self.layout})"
+        # the layout decides the order of the float32 sums, so the numbers: the cache keys name it
+        self.numerics = f"triton-{self.precision}-{'fused' if self.on_chip else 'layered'}/{device}"
         if isinstance(self.prior, MixtureOfGaussians):
             as64 = lambda a: torch.as_tensor(a, dtype=torch.float64, device=device)  # noqa: E731
             self.mixture = (as64(self.prior.precision.T), as64(2.0 * (self.prior.mean * self.prior.precision).T),

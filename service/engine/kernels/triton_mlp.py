@@ -282,7 +282,8 @@ def decoder(mu: torch.Tensor, std: torch.Tensor, eps: torch.Tensor, layers: list
         mu, std, eps, w1, b1, w2, b2, weight, bias, weight2, bias2, x, out, rows, latent_dim, h1, h2, data_dim,
         samples, float(alpha1), float(alpha2), *tail_arguments(tail), *tail_arguments(tail2),
         ACT1=ACTIVATION_CODES[act1], ACT2=ACTIVATION_CODES[act2], TWO=bool(second), GAUSSIAN=len(heads) == 2,
-        BM=bm, LP=max(16, triton.next_power_of_2(latent_dim)), H1P=max(16, triton.next_power_of_2(h1)), BJ=64,
+        BM=bm, LP=max(16, triton.next_power_of_2(latent_dim)), H1P=max(16, triton.next_power_of_2(h1)),
+        BJ=32 if w2.dtype == torch.float32 and not INTERPRETED else 64,  # float32 tiles: half as many columns
         DP=max(16, triton.next_power_of_2(data_dim)), UPCAST=INTERPRETED, IEEE_HIDDEN=w2.dtype == torch.float32,
         IEEE=weight.dtype == torch.float32,
         num_warps=8)
