@@ -4,12 +4,13 @@
 
 For every factorised model under models/ (latest version) and every VAE_KERNEL_PRECISION (fp16, bf16, fp32 and
 fp16-last-fp32: fp16 hidden layers, the last layer with the likelihood in fp32), the tier is loaded as the service
-loads it (VAE_KERNEL_TIER=on: on the CPU that is Triton's interpreter, which computes what the GPU computes up to
-the order of float32 sums; no tolerance, so that every precision is measured) and scored on the points of its
-check at load (engine.kernels.tier.verification_points: 16 points drawn from the model, k = 64, seed 0). Columns:
+loads it (VAE_KERNEL_TIER=on: on the CPU that is Triton's interpreter, which should compute what the GPU computes
+up to the order of float32 sums, not yet compared on a GPU; no tolerance, so that every precision is measured) and
+scored on the points of its check at load (engine.kernels.tier.verification_points: 16 points drawn from the model, k = 64, seed 0). Columns:
 the largest difference from float64 (both graphs widened to float64, tests/service/float64_graphs.py), from the
 float32 ONNX graphs (what the check at load compares, VAE_KERNEL_TOLERANCE_NATS), and which precision the default
-rule serves. Writes section "kernel_precision" of docs/BENCHMARKS.md.
+rule serves. Writes section "kernel_precision" of docs/BENCHMARKS.md; on a GPU, with TRITON_INTERPRET=0 (the
+kernels compiled for it), section "kernel_precision_gpu".
 """
 
 import argparse
@@ -68,8 +69,8 @@ def measure(folder: Path) -> dict:
             rows[precision] = (math.nan, math.nan, engine.describe()["kernel_tier"])
             continue
         ours = engine.loglik(x, tier.VERIFY_K, 0)["loglik"]
-        rows[precision] = (float(np.abs(ours - exact).max()), float(np.abs(ours - onnx32).max()),
-                           engine._scorer.layout)
+        layout = engine.describe()["loglik_graph"].rsplit(", ", 1)[-1].rstrip(")")  # "triton kernels (fp32, ...)"
+        rows[precision] = (float(np.abs(ours - exact).max()), float(np.abs(ours - onnx32).max()), layout)
     return rows
 
 
@@ -101,9 +102,11 @@ def main() -> None:
     import torch
     import triton
 
-    section = ("## Kernel tier precision per shipped model\n\n"
+    interpreted = os.environ["TRITON_INTERPRET"] == "1"
+    where = "in its interpreter (TRITON_INTERPRET=1)" if interpreted else f"on {torch.cuda.get_device_name()}"
+    section = (f"## Kernel tier precision per shipped model{'' if interpreted else ' (GPU)'}\n\n"
                f"`python bench/kernel_precision.py` on {datetime.date.today().isoformat()}: {platform.machine()}, "
-               f"{os.cpu_count()} cores, Triton {triton.__version__} in its interpreter (TRITON_INTERPRET=1), torch "
+               f"{os.cpu_count()} cores, Triton {triton.__version__} {where}, torch "
                f"{torch.__version__}, {time.perf_counter() - began:.0f} s. Each cell: the largest difference in "
                "log p(x) (nats) over the check's 16 points drawn from the model (k = 64, seed 0) from float64 (both "
                "graphs widened to float64, onnx.reference), and in brackets from the float32 ONNX graphs, which the "
@@ -115,7 +118,7 @@ def main() -> None:
     print(table)
     from bench.report import replace_section
 
-    replace_section("kernel_precision", section)
+    replace_section("kernel_precision" if interpreted else "kernel_precision_gpu", section)
 
 
 if __name__ == "__main__":
