@@ -334,6 +334,7 @@ def test_the_one_kernel_decoder_matches_float64_and_the_layer_by_layer_kernels(l
                            as32(x)).numpy()
     assert 0 < np.abs(half - expected).max() < 0.05 * np.abs(expected).max()  # rounded to fp16, not far
     assert kernels.fits_on_chip(list(hidden), data) and not kernels.fits_on_chip([500, 500], 784)
+    assert set(pattern.STEPS) <= set(kernels.STEP_CODES) and pattern.MAX_TAIL == kernels.TAIL_SLOTS  # every step read
 
 
 @pytest.mark.parametrize(("likelihood", "prior", "activation"), [
