@@ -1,9 +1,10 @@
 # vae-serve: the HTTP service on ONNX Runtime, on an NVIDIA CUDA 13.0 + cuDNN 9 runtime (Ubuntu 24.04,
-# Python 3.12). Build arg VAE_GPU_EXTRA=1 (docker-compose.yml sets it; the CPU override clears it) adds the
-# `gpu` extra (torch, triton: the kernel tier, VAE_KERNEL_TIER) and the C compiler Triton builds its launcher
-# with. onnxruntime-gpu is pinned to the release built for that CUDA and cuDNN
-# (deploy/image-constraints.txt); the host needs an NVIDIA driver >= 580. No training, no tests; torch only
-# with VAE_GPU_EXTRA=1.
+# Python 3.12). By default the lean image: ONNX Runtime's CUDA provider and the fused graph, no torch. Build arg
+# VAE_GPU_EXTRA=1 (`VAE_GPU_EXTRA=1 docker compose up --build`; the CPU override always clears it) adds the
+# `gpu` extra (torch==2.13.0 and triton==3.7.1, the triton that torch release pins, its CUDA libraries 13.0 as
+# the base image's: the kernel tier, VAE_KERNEL_TIER) and the C compiler Triton builds its launcher with.
+# onnxruntime-gpu is pinned to the release built for that CUDA and cuDNN (deploy/image-constraints.txt); the
+# host needs an NVIDIA driver >= 580. No training, no tests.
 # Layers go from the least to the most often changed: system Python, the dependencies (the list in
 # pyproject.toml), then the code and the models, so that a code change does not reinstall the dependencies.
 FROM nvidia/cuda:13.0.1-cudnn-runtime-ubuntu24.04 AS python

@@ -7,8 +7,9 @@ The reference model is an MNIST-size MLP VAE, 784-512-512-32 with a Bernoulli de
 exported through training/ (`build`, needs torch; a machine without it can be handed the built folder).
 `measure` times, side by side in one run: the compute path (the engine the service calls, no HTTP: its
 sessions and likelihood code) on the fused graph in fp32 and fp16 and on the two-graph float64 path, then on the kernel
-tier (service/engine/kernels: Triton, `gpu` extra) in fp16, bf16 and fp32 where a CUDA device is there (the tier's
-rows say why not otherwise; --kernel-tier on runs them in Triton's interpreter on the CPU: very slow); then
+tier (service/engine/kernels: Triton, `gpu` extra) in fp16, fp16-last-fp32, bf16 and fp32 where a CUDA device
+is there (the tier's rows say why not otherwise; --kernel-tier on runs them in Triton's interpreter on the CPU:
+very slow); then
 whole HTTP requests (`python -m service`, batches of --points, .npy in and .npz out) on the fused fp32 graph.
 Accuracy is the largest difference in nats from the float64 path. Writes section "loglik" of
 docs/BENCHMARKS.md. On a GPU machine, the one command (target: >= 150 M importance samples/s for the tier):
@@ -72,7 +73,8 @@ def measure(repository: Path, points: int, k: int, seconds: float, kernel_tier: 
     rows, answers = [], {}
     for label, graph, precision in (("fused graph, fp32", "fused", "fp32"), ("fused graph, fp16 decoder", "fused", "fp16"),
                                     ("two graphs, float64 likelihood on the host", "separate", "fp32"),
-                                    *((f"kernel tier (Triton), {p}", "kernels", p) for p in ("fp16", "bf16", "fp32"))):
+                                    *((f"kernel tier (Triton), {p}", "kernels", p)
+                                      for p in ("fp16", "fp16-last-fp32", "bf16", "fp32"))):
         if graph == "kernels":
             engine = in_process.load_engine(folder, settings, kernel_tier=kernel_tier, kernel_precision=precision)
             served = engine.describe()

@@ -206,8 +206,8 @@ if [ "$RECORD" = true ]; then
 \`docker compose up\` serves on the GPU (\`VAE_DEVICE=cuda\`: the service refuses to start without a GPU
 ONNX Runtime can use); \`docker compose -f docker-compose.yml -f docker-compose.cpu.yml up\` on the CPU. The
 image is an NVIDIA CUDA 13.0 + cuDNN 9 runtime (Ubuntu 24.04) with \`onnxruntime-gpu==1.31.1\` (the release
-built for that CUDA; the host needs an NVIDIA driver >= 580); the GPU build adds torch and triton for the
-kernel tier (build arg VAE_GPU_EXTRA=1, set in docker-compose.yml), the CPU build has no torch. It runs \`python -m service\` as
+built for that CUDA; the host needs an NVIDIA driver >= 580); by default it has no torch (the lean image, also the
+CPU build's); build arg VAE_GPU_EXTRA=1 adds torch and triton for the kernel tier. It runs \`python -m service\` as
 PID 1, as the user \`vae\`, with a read-only root (tmpfs on /tmp); \`docker compose stop\` sends SIGTERM
 and the server drains and exits 0 (\`stop_grace_period\` 30 s). CI runs \`bash deploy/e2e.sh\` after
 \`make test\`: it builds the image, brings the stack up with the CPU override, calls POST /encode, POST /sample, POST /loglik

@@ -64,9 +64,11 @@ class Settings(BaseSettings):
         "load; a model they do not fit, or that fails the check, stays on ONNX Runtime and GET /models says why. "
         "auto: when torch, triton (the `gpu` extra) and a CUDA device are there; on: also in Triton's interpreter "
         "on the CPU (slow: for tests); off: never.")
-    kernel_precision: Literal["fp16", "bf16", "fp32"] = Field(
-        "fp16", description="Matmul operands of the kernel tier's decoder (accumulated in float32; the encoder and "
-        "the log-weights are float32 and float64 whatever this says).")
+    kernel_precision: Literal["auto", "fp16", "fp16-last-fp32", "bf16", "fp32"] = Field(
+        "auto", description="Matmul operands of the kernel tier's decoder (accumulated in float32; the first layer "
+        "reads z in float32; the encoder and the log-weights are float32 and float64 whatever this says). "
+        "fp16-last-fp32: fp16 hidden layers, the last layer (fused with the likelihood) in fp32. auto: the first "
+        "of fp16, fp16-last-fp32, fp32 that passes the check at load (docs/BENCHMARKS.md, kernel tier precision).")
     kernel_tolerance_nats: float = Field(
         2e-3, ge=0, description="Largest difference in nats per point (loglik) between the kernel tier and "
         "the float32 ONNX graphs at load, on points drawn from the model; over it the model stays on ONNX Runtime.")

@@ -111,7 +111,8 @@ def test_compose_runs_on_the_gpu_or_fails_and_the_cpu_override_only_switches_tha
     assert vae["environment"]["VAE_DEVICE"] == "cuda"  # never a silent fall-back to the CPU
     (device,) = vae["deploy"]["resources"]["reservations"]["devices"]
     assert device["driver"] == "nvidia" and device["capabilities"] == ["gpu"]
-    assert vae["build"] == {"context": ".", "args": {"VAE_GPU_EXTRA": "1"}}  # torch and triton: the kernel tier
+    # lean by default (no torch); the kernel tier one build argument away, from the shell or .env
+    assert vae["build"] == {"context": ".", "args": {"VAE_GPU_EXTRA": "${VAE_GPU_EXTRA:-}"}}
     override = load_compose("docker-compose.cpu.yml")
     assert override == {"services": {"vae": {"build": {"args": {"VAE_GPU_EXTRA": ""}},  # CI's image: no torch
                                              "environment": {"VAE_DEVICE": "cpu"}, "deploy": {"!reset": {}}}}}
@@ -205,6 +206,24 @@ def test_the_gpu_build_arg_adds_the_gpu_extra_and_nothing_else(tmp_path):
     assert listed == [*pyproject["project"]["dependencies"], *pyproject["build-system"]["requires"],
                       *pyproject["project"]["optional-dependencies"]["gpu"]]
     assert {Requirement(r).name for r in pyproject["project"]["optional-dependencies"]["gpu"]} == {"torch", "triton"}
+
+
+def test_the_gpu_extra_pins_torch_and_triton_together_and_the_docs_say_how_to_build_it():
+    """torch's Linux wheel requires one exact triton (PyPI metadata): the extra pins that pair, the same torch as
+    the training extra, and the Dockerfile and docs/DEPLOYMENT.md name the versions and the build argument."""
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    gpu = {Requirement(r).name: Requirement(r) for r in extras["gpu"]}
+    exact = {name: str(r.specifier) for name, r in gpu.items()}
+    assert exact == {"torch": "==2.13.0", "triton": "==3.7.1"}
+    assert "torch==2.13.0" in extras["train"]
+    header = "".join(line for line in (ROOT / "Dockerfile").read_text().splitlines(True) if line.startswith("#"))
+    deployment = (ROOT / "docs" / "DEPLOYMENT.md").read_text()
+    for text in (header, deployment):
+        assert "torch==2.13.0" in text and "triton==3.7.1" in text and "VAE_GPU_EXTRA=1" in text
+    assert "`VAE_GPU_EXTRA=1 docker compose up --build`" in deployment
+    assert re.search(r"Image sizes.*lean.*MB.*VAE_GPU_EXTRA=1", deployment, re.S)
+    readme = (ROOT / "README.md").read_text()
+    assert "`VAE_GPU_EXTRA=1 docker compose up --build`" in readme
 
 
 def pins() -> dict[str, str]:
