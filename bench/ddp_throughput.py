@@ -117,9 +117,9 @@ def main() -> None:
         "",
         "The batch is global (the ranks share each batch; training/distributed.py), so a step of two ranks is the "
         "step of one process on half the rows each, plus an all-reduce of every gradient (gloo over loopback) and "
-        "the wait for the slower rank. On a model this small the all-reduce per step is a large part of the "
-        "step, and larger batches (fewer steps per epoch) gain more; torchrun with one rank is the DDP path "
-        "without a partner and shows its own cost.",
+        "the wait for the slower rank; torchrun with one rank is that path without a partner. Two ranks can be "
+        "at most twice as fast only with two idle cores, which this machine rarely has; on a small model the "
+        "all-reduce per step costs about what the step does, and larger batches (fewer steps) lose less.",
     ])
     print(section)
     replace_section(f"ddp_throughput_{args.preset}", section)

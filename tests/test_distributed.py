@@ -17,7 +17,8 @@ from service.engine.repository import ModelRepository
 from training.checkpoint import load_checkpoint, save_checkpoint
 from training.config import DataConfig, ModelConfig, TrainConfig
 from training.data import load_dataset
-from training.distributed import ONE_PROCESS, World, check_data_parallel, rank_device
+from training.distributed import rank_device
+from training.world import ONE_PROCESS, World, check_data_parallel
 from training.train import train
 
 ROOT = Path(__file__).resolve().parents[1]

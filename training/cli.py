@@ -9,7 +9,7 @@ from pathlib import Path
 
 from modelrepo.contract import DECODER_FILE, ENCODER_FILE, MANIFEST_FILE, MODEL_NAME
 from training.config import DataConfig, ModelConfig, TrainConfig
-from training.distributed import DATA_PARALLEL_COMMANDS, rank_prefix, world_from_environment
+from training.world import DATA_PARALLEL_COMMANDS, rank_prefix, world_from_environment
 from training.presets import PRESETS, Preset
 
 

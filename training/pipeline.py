@@ -15,7 +15,8 @@ from modelrepo.files import write_atomic
 from training.checkpoint import load_checkpoint
 from training.config import DataConfig, ModelConfig, TrainConfig
 from training.data import load_dataset
-from training.distributed import ONE_PROCESS, World, check_data_parallel, rank_device
+from training.distributed import rank_device
+from training.world import ONE_PROCESS, World, check_data_parallel
 
 
 def sidecar(checkpoint_path: Path, kind: str) -> Path:

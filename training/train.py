@@ -23,22 +23,13 @@ from training.aggressive import (
 from training.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from training.config import DataConfig, ModelConfig, TrainConfig
 from training.data import Dataset, perturb
-from training.distributed import (
-    ONE_PROCESS,
-    World,
-    check_data_parallel,
-    data_parallel,
-    leader_decides,
-    process_group,
-    rank_seed,
-    share,
-    sum_over_ranks,
-)
+from training.distributed import data_parallel, leader_decides, process_group, rank_seed, share, sum_over_ranks
 from training.evaluate import kl_and_posterior_mean
 from training.estimators import enumerates, exact_loglik, importance_sampled_loglik
 from training.information import mutual_information
 from training.model import VAE
 from training.objectives import check_compatible, training_loss
+from training.world import ONE_PROCESS, World, check_data_parallel
 
 
 PERTURBATION_STREAM = 1  # third word of the seed of an epoch's perturbation draws
