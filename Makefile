@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 SERVE_STAMP := $(VENV)/.installed-serve
 DEV_STAMP := $(VENV)/.installed-dev
 
-.PHONY: install install-serve serve test models background-study mnist-model mnist-background anomaly-study openapi docs bench clean
+.PHONY: install install-serve serve test models background-study mnist-model mnist-background anomaly-study openapi docs bench bench-ddp clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -86,6 +86,10 @@ docs: $(SERVE_STAMP)
 
 bench: $(DEV_STAMP)
 	$(PY) bench/serving.py
+
+# Training throughput as one process and with 1 and 2 torchrun ranks: docs/BENCHMARKS.md, "Data-parallel training".
+bench-ddp: $(DEV_STAMP)
+	$(PY) bench/ddp_throughput.py
 
 clean:
 	rm -rf $(VENV) runs

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from modelrepo.contract import DECODER_FILE, ENCODER_FILE, MANIFEST_FILE, MODEL_NAME
 from training.config import DataConfig, ModelConfig, TrainConfig
+from training.world import DATA_PARALLEL_COMMANDS, rank_prefix, world_from_environment
 from training.presets import PRESETS, Preset
 
 
@@ -123,8 +124,11 @@ def cmd_train(args: argparse.Namespace) -> None:
     from training.pipeline import run_training
 
     name, data, model, train = _configs(args)
-    checkpoint = run_training(data, model, train, Path(args.checkpoint or f"runs/{name}.pt"), args.resume, args.device)
-    print(f"best validation log-likelihood {checkpoint.best_score:.3f} nats at epoch {checkpoint.best_epoch}")
+    world = world_from_environment()
+    checkpoint = run_training(data, model, train, Path(args.checkpoint or f"runs/{name}.pt"), args.resume, args.device,
+                              world)
+    if world.leader:
+        print(f"best validation log-likelihood {checkpoint.best_score:.3f} nats at epoch {checkpoint.best_epoch}")
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
@@ -154,7 +158,10 @@ def cmd_build(args: argparse.Namespace) -> None:
 
     name, data, model, train = _configs(args)
     checkpoint_path = Path(args.checkpoint or f"runs/{name}.pt")
-    run_training(data, model, train, checkpoint_path, args.resume, args.device)
+    world = world_from_environment()
+    run_training(data, model, train, checkpoint_path, args.resume, args.device, world)
+    if not world.leader:  # rank 0 evaluates, runs the baselines and exports
+        return
     metrics = run_evaluation(checkpoint_path, args.k, 0, args.device)
     if args.baselines:
         run_baselines(data, model, train, checkpoint_path)
@@ -307,7 +314,11 @@ def main(argv: list[str] | None = None) -> None:
 
     args = build_parser().parse_args(argv)
     try:
+        world = world_from_environment()
+        if world.launched and args.command not in DATA_PARALLEL_COMMANDS:
+            raise ValueError(f"only {' and '.join(DATA_PARALLEL_COMMANDS)} run under torchrun; run {args.command} "
+                             f"as one process: python -m training {args.command} ...")
         args.handler(args)
     except (ValueError, ExportError) as exc:  # DataError, CheckpointError and config errors are ValueErrors
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"{rank_prefix()}error: {exc}", file=sys.stderr)
         sys.exit(2)

@@ -15,6 +15,8 @@ from modelrepo.files import write_atomic
 from training.checkpoint import load_checkpoint
 from training.config import DataConfig, ModelConfig, TrainConfig
 from training.data import load_dataset
+from training.distributed import rank_device
+from training.world import ONE_PROCESS, World, check_data_parallel
 
 
 def sidecar(checkpoint_path: Path, kind: str) -> Path:
@@ -26,14 +28,17 @@ def write_json_atomic(path: Path, value: object) -> None:
 
 
 def run_training(data: DataConfig, model: ModelConfig, train: TrainConfig, checkpoint_path: Path, resume: bool,
-                 device: str = "cpu"):
+                 device: str = "cpu", world: World = ONE_PROCESS):
+    """Train as one process, or as one rank of a torchrun launch (`world`; training/distributed.py)."""
     from training.images import image_entry
     from training.train import train as train_model
 
+    check_data_parallel(model, train, world)  # before the data loads
     dataset = load_dataset(data, model.likelihood)
     model = dataclasses.replace(model, data_shape=dataset.data_shape)  # the data (reshaped by --data-shape) decides
     image_entry(data, model.data_shape)  # a wrong --image-shape fails now, not at export after the training
-    return train_model(dataset, data, model, train, checkpoint_path, resume=resume, device=check_device(device))
+    return train_model(dataset, data, model, train, checkpoint_path, resume=resume,
+                       device=rank_device(check_device(device), world), world=world)
 
 
 def check_device(device: str) -> str:
